@@ -99,6 +99,7 @@ class CorpusConfig(_Strict):
     text_column: str = "text"
     ctx_len: int = Field(64, ge=8, description="Tokens per context window.")
     max_tokens: int = Field(131_072, gt=0, description="Stop after this many tokens.")
+    max_windows_per_doc: int = Field(16, gt=0, description="Caps long files so no document dominates.")
     sae_train_fraction: float = Field(
         0.25, ge=0, lt=1, description="Leading share of windows used only to train SAEs."
     )

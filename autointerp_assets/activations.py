@@ -1,0 +1,117 @@
+"""Model -> hookpoint -> sparse coder -> non-zero (seq, pos, latent, value), streamed.
+
+Memory is bounded by one batch plus one chunk buffer per hookpoint: a dense
+[tokens x latents] tensor is never built (TopK coders hand back their indices),
+and rows go to `sink` every `chunk_tokens` tokens. One forward pass serves every
+hookpoint requested, stopping after the deepest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+
+from .sparse_coders import SparseCoder
+from .subject import Capture, Subject, forward_captures
+
+ChunkSink = Callable[[str, int, pl.DataFrame], None]  # (hookpoint, chunk index, rows)
+ACTIVATION_SCHEMA = {"seq": pl.Int64, "pos": pl.Int32, "latent": pl.Int32, "value": pl.Float32}
+
+
+@dataclass
+class HookpointStats:
+    n_latents: int
+    n_tokens: int = 0
+    nnz: int = 0
+    n_chunks: int = 0
+
+    @property
+    def density(self) -> float:
+        return self.nnz / max(1, self.n_tokens * self.n_latents)
+
+
+@dataclass
+class _Buffer:
+    parts: list[pl.DataFrame] = field(default_factory=list)
+    tokens: int = 0
+
+
+def _sparse_rows(seq_ids: np.ndarray, values: torch.Tensor, indices: torch.Tensor, ctx_len: int) -> pl.DataFrame:
+    """values, indices [B*T, k] -> one row per active (token, latent)."""
+    active = values > 0  # [B*T, k]
+    flat_token, slot = active.nonzero(as_tuple=True)  # [nnz], [nnz]
+    return pl.DataFrame(
+        {
+            "seq": seq_ids[(flat_token // ctx_len).numpy()],
+            "pos": (flat_token % ctx_len).numpy().astype(np.int32),
+            "latent": indices[flat_token, slot].numpy().astype(np.int32),
+            "value": values[flat_token, slot].float().numpy(),
+        },
+        schema=ACTIVATION_SCHEMA,
+    )
+
+
+def stream_activations(
+    subject: Subject,
+    tokens: np.ndarray,  # [n_seq, ctx_len] int32
+    seq_ids: np.ndarray,  # [n_seq] global window ids
+    coders: dict[str, tuple[Capture, SparseCoder]],
+    batch_size: int,
+    chunk_tokens: int,
+    sink: ChunkSink,
+    log: Callable[[str], None] = lambda _: None,
+) -> dict[str, HookpointStats]:
+    n_seq, ctx_len = tokens.shape
+    stats = {hp: HookpointStats(coder.n_latents) for hp, (_, coder) in coders.items()}
+    buffers = {hp: _Buffer() for hp in coders}
+    captures = [capture for capture, _ in coders.values()]
+
+    def flush(hp: str) -> None:
+        buf = buffers[hp]
+        if buf.parts:
+            sink(hp, stats[hp].n_chunks, pl.concat(buf.parts))
+            stats[hp].n_chunks += 1
+        buffers[hp] = _Buffer()
+
+    start, last_log = time.perf_counter(), 0.0
+    for lo in range(0, n_seq, batch_size):
+        batch = torch.from_numpy(tokens[lo : lo + batch_size].astype(np.int64))  # [B, T]
+        hidden = forward_captures(subject, batch, captures)  # hookpoint -> [B, T, d]
+        for hp, (_, coder) in coders.items():
+            h = hidden[hp].reshape(-1, hidden[hp].shape[-1]).float()  # [B*T, d]
+            latents = coder.encode(h)  # values, indices [B*T, k]
+            rows = _sparse_rows(seq_ids[lo : lo + batch_size], latents.values.cpu(), latents.indices.cpu(), ctx_len)
+            buf = buffers[hp]
+            buf.parts.append(rows)
+            buf.tokens += batch.numel()
+            stats[hp].n_tokens += batch.numel()
+            stats[hp].nnz += rows.height
+            if buf.tokens >= chunk_tokens:
+                flush(hp)
+        elapsed = time.perf_counter() - start
+        if elapsed - last_log > 10 or lo + batch_size >= n_seq:
+            last_log = elapsed
+            done = min(lo + batch_size, n_seq)
+            rate = done * ctx_len / elapsed
+            log(f"activations: {done}/{n_seq} windows, {rate:,.0f} tok/s, ETA {(n_seq - done) * ctx_len / rate:,.0f} s")
+    for hp in coders:
+        flush(hp)
+    return stats
+
+
+def collect_hidden(
+    subject: Subject, tokens: np.ndarray, capture: Capture, batch_size: int, max_tokens: int
+) -> torch.Tensor:
+    """Dense hookpoint activations [N, d] float32 for SAE training (N <= max_tokens)."""
+    n_seq = min(len(tokens), -(-max_tokens // tokens.shape[1]))
+    parts = []
+    for lo in range(0, n_seq, batch_size):
+        batch = torch.from_numpy(tokens[lo : min(lo + batch_size, n_seq)].astype(np.int64))
+        h = forward_captures(subject, batch, [capture])[capture.hookpoint]
+        parts.append(h.reshape(-1, h.shape[-1]).float().cpu())
+    return torch.cat(parts)[:max_tokens]
