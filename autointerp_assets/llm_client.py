@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PLACEHOLDER_API_KEY = "no-key"
 # Kinds worth another attempt; the rest (auth, bad_request, bad_response) fail the same way again.
 RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection"})
+MAX_RETRY_AFTER_S = 300.0
 
 
 # -- errors ----------------------------------------------------------------------------
@@ -281,7 +282,8 @@ class OpenAICompatibleLLM(CachedAccounting):
         return results  # type: ignore[return-value]  # every slot is filled
 
     def _answer(self, request: ChatRequest) -> Completion:
-        retries = 0
+        retries = 0  # extra attempts of any cause, for `usage.retries`
+        failures = 0  # failed attempts, bounded by max_retries
         while True:
             want_logprobs = bool(request.top_logprobs) and self.supports_logprobs
             self._limiter.wait()
@@ -296,26 +298,27 @@ class OpenAICompatibleLLM(CachedAccounting):
                 return self._finish(request, self._parse(response, want_logprobs), retries)
             except Exception as e:  # noqa: BLE001 - every failure becomes a counted Completion
                 kind = _classify(e)
-                message = self._redact(f"{type(e).__name__}: {e}")[:300]
                 if want_logprobs and kind == "bad_request" and "logprob" in str(e).lower():
                     log.info("%s rejects logprobs; continuing without them", self.base_url)
                     self.supports_logprobs = False
                     retries += 1
                     continue
-                if kind not in RETRYABLE or retries >= self.max_retries:
+                message = self._redact(f"{type(e).__name__}: {e}")[:300]
+                if kind not in RETRYABLE or failures >= self.max_retries:
                     if kind in RETRYABLE:
-                        message = f"{message} (after {retries} retries)"
+                        message = f"{message} (after {failures} retries)"
                     return self._finish(request, failed(kind, message), retries)
-                delay = self._backoff(retries, _retry_after_s(e))
-                log.warning("LLM request failed (%s); retry %d in %.2fs", kind, retries + 1, delay)
+                delay = self._backoff(failures, _retry_after_s(e))
+                log.warning("LLM request failed (%s); retry %d in %.2fs", kind, failures + 1, delay)
                 time.sleep(delay)
+                failures += 1
                 retries += 1
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        # Exponential with jitter so concurrent workers do not retry in lockstep;
-        # never sooner than the server's Retry-After.
+        # Exponential with jitter so concurrent workers do not retry in lockstep; never
+        # sooner than the server's Retry-After (clamped, so a bogus header cannot stall a run).
         delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.5)
-        return min(self.backoff_max_s, max(delay, retry_after or 0.0))
+        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER_S))
 
     def _parse(self, response: Any, want_logprobs: bool) -> Completion:
         choices = getattr(response, "choices", None)

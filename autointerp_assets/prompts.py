@@ -99,11 +99,11 @@ def render_highlighted(token_strs: Sequence[str], mask: Sequence[bool]) -> str:
 
 
 def normalise_acts(acts: Sequence[float], max_act: float) -> list[int]:
-    """Activations on a 0-10 integer scale relative to `max_act`. Any active token gets at least
-    1, so every highlighted token has a non-zero value; inactive tokens are 0."""
+    """Activations on a 0-10 integer scale relative to `max_act`, rounded half up. Any active
+    token gets at least 1, so every highlighted token has a non-zero value; inactive tokens 0."""
     if max_act <= 0:
         return [0] * len(acts)
-    return [min(10, max(1, round(10 * a / max_act))) if a > 0 else 0 for a in acts]
+    return [min(10, max(1, math.floor(10 * a / max_act + 0.5))) if a > 0 else 0 for a in acts]
 
 
 def _activation_line(ex: Example, max_act: float) -> str:

@@ -1,0 +1,371 @@
+"""OpenAICompatibleLLM against a fault-injecting OpenAI-compatible server on 127.0.0.1.
+
+The server decides each response with `policy(request_number, body) -> action`, so each
+test scripts exactly the faults it needs and reads back what the client really sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from autointerp_assets.llm_api import ChatRequest
+from autointerp_assets.llm_client import OpenAICompatibleLLM, ResponseCache
+from autointerp_assets.storage import ArtifactStore
+from resources.llm import LLMResource
+
+SECRET = "sk-test-SECRET-0123456789abcdef"
+HANG_S = 2.0
+TIMEOUT_S = 0.4
+
+Policy = Callable[[int, dict], str]
+
+
+def reply_text(body: dict) -> str:
+    """The server's deterministic answer: tells tests which prompt it answered."""
+    return "echo " + body["messages"][-1]["content"]
+
+
+def chat_completion(body: dict, with_logprobs: bool) -> dict:
+    text = reply_text(body)
+    choice: dict = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+    if with_logprobs and body.get("logprobs"):
+        n = body.get("top_logprobs") or 1
+        choice["logprobs"] = {
+            "content": [
+                {
+                    "token": tok,
+                    "logprob": -0.1,
+                    "bytes": None,
+                    "top_logprobs": [{"token": tok, "logprob": -0.1, "bytes": None}]
+                    + [{"token": f"alt{j}", "logprob": -3.0 - j, "bytes": None} for j in range(n - 1)],
+                }
+                for tok in text.split()
+            ]
+        }
+    return {
+        "id": "cmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": body["model"],
+        "choices": [choice],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
+    }
+
+
+class FaultServer:
+    """Actions: ok, ok_nologprobs, reject_logprobs, 429, 500, 401_echo, hang, garbage, slow_ok."""
+
+    def __init__(self) -> None:
+        self.policy: Policy = lambda n, body: "ok"
+        self.bodies: list[dict] = []
+        self.auth_headers: list[str] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:  # keep test output quiet
+                pass
+
+            def do_GET(self) -> None:
+                self._send(200, {"object": "list", "data": []})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with server._lock:
+                    n = len(server.bodies)
+                    server.bodies.append(body)
+                    server.auth_headers.append(self.headers.get("Authorization", ""))
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._act(server.policy(n, body), body)
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _act(self, action: str, body: dict) -> None:
+                if action == "ok":
+                    self._send(200, chat_completion(body, with_logprobs=True))
+                elif action == "slow_ok":
+                    time.sleep(0.1)
+                    self._send(200, chat_completion(body, with_logprobs=True))
+                elif action == "ok_nologprobs":
+                    self._send(200, chat_completion(body, with_logprobs=False))
+                elif action == "reject_logprobs":
+                    if body.get("logprobs"):
+                        self._send(400, {"error": {"message": "logprobs are not supported by this model"}})
+                    else:
+                        self._send(200, chat_completion(body, with_logprobs=False))
+                elif action == "429":
+                    self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"})
+                elif action == "500":
+                    self._send(500, {"error": {"message": "boom"}})
+                elif action == "401_echo":  # a hostile server that echoes the key back
+                    self._send(401, {"error": {"message": f"bad key {self.headers.get('Authorization')}"}})
+                elif action == "hang":
+                    time.sleep(HANG_S)
+                    self._send(200, chat_completion(body, with_logprobs=False))
+                elif action == "garbage":
+                    self._send_raw(200, b"<html>not json{", "application/json")
+                else:
+                    raise AssertionError(f"unknown action {action}")
+
+            def _send(self, status: int, obj: dict, headers: dict[str, str] | None = None) -> None:
+                self._send_raw(status, json.dumps(obj).encode(), "application/json", headers)
+
+            def _send_raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(data)))
+                    for k, v in (headers or {}).items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client timed out first
+                    pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def n_requests(self) -> int:
+        return len(self.bodies)
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    s = FaultServer()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ArtifactStore:
+    return ArtifactStore(str(tmp_path / "store"))
+
+
+def make_llm(server: FaultServer, store: ArtifactStore | None = None, **kw: object) -> OpenAICompatibleLLM:
+    kw = {"max_concurrency": 4, "timeout_s": TIMEOUT_S, "max_retries": 2, "backoff_base_s": 0.01, **kw}
+    cache = ResponseCache(store) if store is not None else None
+    return OpenAICompatibleLLM(server.base_url, "test-model", SECRET, cache=cache, **kw)  # type: ignore[arg-type]
+
+
+def reqs(n: int, top_logprobs: int | None = None) -> list[ChatRequest]:
+    return [
+        ChatRequest(messages=({"role": "user", "content": f"prompt {i}"},), max_tokens=8, top_logprobs=top_logprobs)
+        for i in range(n)
+    ]
+
+
+def prompt_index(body: dict) -> int:
+    return int(body["messages"][-1]["content"].split()[-1])
+
+
+# -- retries -------------------------------------------------------------------------------------------
+def test_transient_failures_are_retried_until_success(server: FaultServer) -> None:
+    failures_per_prompt: dict[int, int] = {}
+
+    def flaky(n: int, body: dict) -> str:
+        i = prompt_index(body)
+        seen = failures_per_prompt.get(i, 0)
+        if seen < 2:
+            failures_per_prompt[i] = seen + 1
+            return ["500", "hang"][seen] if i % 2 else "500"
+        return "ok"
+
+    server.policy = flaky
+    llm = make_llm(server, max_retries=2)
+    out = llm.complete_many(reqs(4))
+    assert [c.text for c in out] == [f"echo prompt {i}" for i in range(4)]
+    assert llm.usage.retries == 8 and llm.usage.failures == 0 and llm.usage.requests == 4
+    assert server.n_requests == 12
+    assert llm.usage.prompt_tokens == 40 and llm.usage.completion_tokens == 12
+
+
+def test_retry_after_is_honoured(server: FaultServer) -> None:
+    server.policy = lambda n, body: "429" if n == 0 else "ok"
+    llm = make_llm(server, backoff_base_s=0.001)
+    start = time.monotonic()
+    (c,) = llm.complete_many(reqs(1))
+    assert c.ok and llm.usage.retries == 1
+    assert time.monotonic() - start >= 0.3  # the server's Retry-After, not the 1 ms backoff
+
+
+def test_persistent_failures_are_counted_by_kind(server: FaultServer) -> None:
+    actions = {0: "429", 1: "500", 2: "hang", 3: "garbage", 4: "ok"}
+    server.policy = lambda n, body: actions[prompt_index(body)]
+    llm = make_llm(server, max_retries=1, backoff_base_s=0.001)
+    out = llm.complete_many(reqs(5))
+    assert len(out) == 5
+    kinds = [c.error.split(":")[0] if c.error else None for c in out]
+    assert kinds == ["rate_limit", "server", "timeout", "bad_response", None]
+    assert all(c.text is None for c in out[:4]) and out[4].text == "echo prompt 4"
+    u = llm.usage
+    assert u.failures == 4 and u.requests == 5
+    assert u.errors == {"rate_limit": 1, "server": 1, "timeout": 1, "bad_response": 1}
+    # Transient kinds got one retry each; an unusable body is not retried.
+    sent = [prompt_index(b) for b in server.bodies]
+    assert sorted(sent) == [0, 0, 1, 1, 2, 2, 3, 4]
+    assert u.retries == 3
+
+
+def test_flaky_server_yields_one_completion_per_request(server: FaultServer) -> None:
+    rng = random.Random(0)
+    lock = threading.Lock()
+
+    def thirty_percent(n: int, body: dict) -> str:
+        with lock:
+            return "500" if rng.random() < 0.3 else "ok"
+
+    server.policy = thirty_percent
+    llm = make_llm(server, max_retries=0, max_concurrency=8)
+    out = llm.complete_many(reqs(40))
+    assert len(out) == 40
+    failed = [c for c in out if not c.ok]
+    assert 0 < len(failed) < 40
+    assert llm.usage.failures == len(failed) == llm.usage.errors["server"]
+    assert llm.usage.requests == 40 == server.n_requests
+    assert all(c.text == f"echo prompt {i}" for i, c in enumerate(out) if c.ok)
+
+
+def test_unreachable_endpoint_counts_connection_failures(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff_base_s=0.001)
+    out = llm.complete_many(reqs(2))
+    assert [c.error.split(":")[0] for c in out if c.error] == ["connection", "connection"]
+    assert llm.usage.errors == {"connection": 2} and llm.usage.retries == 2
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        llm.check_reachable()
+
+
+def test_concurrency_is_bounded(server: FaultServer) -> None:
+    server.policy = lambda n, body: "slow_ok"
+    llm = make_llm(server, max_concurrency=3)
+    assert all(c.ok for c in llm.complete_many(reqs(9)))
+    assert 1 < server.max_in_flight <= 3
+
+
+def test_rate_limit_spaces_requests(server: FaultServer) -> None:
+    llm = make_llm(server, requests_per_minute=600)  # one start per 0.1 s
+    start = time.monotonic()
+    assert all(c.ok for c in llm.complete_many(reqs(5)))
+    assert time.monotonic() - start >= 0.4
+
+
+# -- cache ------------------------------------------------------------------------------------------------
+def test_second_identical_run_makes_no_requests(server: FaultServer, store: ArtifactStore) -> None:
+    first = make_llm(server, store).complete_many(reqs(3, top_logprobs=2))
+    assert server.n_requests == 3 and not any(c.cached for c in first)
+    again = make_llm(server, store)
+    second = again.complete_many(reqs(3, top_logprobs=2))
+    assert server.n_requests == 3
+    assert all(c.cached for c in second)
+    assert [(c.text, c.logprobs) for c in second] == [(c.text, c.logprobs) for c in first]
+    assert again.usage.cache_hits == 3 and again.usage.requests == 0
+    files = list(store.walk_files("llm_cache"))
+    assert len(files) == 3 and all(f.startswith("llm_cache/test-model/") for f in files)
+
+
+def test_rerun_after_failures_sends_only_the_failed(server: FaultServer, store: ArtifactStore) -> None:
+    server.policy = lambda n, body: "500" if prompt_index(body) % 3 == 0 else "ok"
+    first = make_llm(server, store, max_retries=0).complete_many(reqs(6))
+    failed = {i for i, c in enumerate(first) if not c.ok}
+    assert failed == {0, 3}
+    server.policy = lambda n, body: "ok"
+    server.bodies.clear()
+    llm = make_llm(server, store)
+    second = llm.complete_many(reqs(6))
+    assert sorted(prompt_index(b) for b in server.bodies) == sorted(failed)
+    assert all(c.ok for c in second)
+    assert llm.usage.cache_hits == 4 and llm.usage.requests == 2
+
+
+def test_api_key_never_leaks(server: FaultServer, store: ArtifactStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    actions = {0: "ok", 1: "401_echo", 2: "500", 3: "garbage"}
+    server.policy = lambda n, body: actions[prompt_index(body)]
+    llm = make_llm(server, store, max_retries=1)
+    out = llm.complete_many(reqs(4))
+    assert server.auth_headers[0] == f"Bearer {SECRET}"  # the key is really sent
+    assert out[1].error and out[1].error.startswith("auth:") and "***" in out[1].error
+    visible = [caplog.text, repr(llm), json.dumps(llm.usage.as_metadata()), str(llm.usage)]
+    visible += [c.error or "" for c in out]
+    visible += [store.read_bytes(f).decode() for f in store.walk_files("")]
+    assert len(list(store.walk_files(""))) == 1
+    assert not any(SECRET in v for v in visible)
+
+
+# -- logprobs ------------------------------------------------------------------------------------------------
+def test_logprobs_are_returned_when_offered(server: FaultServer) -> None:
+    llm = make_llm(server)
+    (c,) = llm.complete_many(reqs(1, top_logprobs=3))
+    assert server.bodies[0]["logprobs"] is True and server.bodies[0]["top_logprobs"] == 3
+    assert c.logprobs is not None and [t.token for t in c.logprobs] == ["echo", "prompt", "0"]
+    assert all(len(t.top) == 3 and t.token in t.top for t in c.logprobs)
+    assert llm.supports_logprobs
+
+
+@pytest.mark.parametrize("action", ["reject_logprobs", "ok_nologprobs"])
+def test_logprobs_degrade_cleanly(server: FaultServer, action: str) -> None:
+    server.policy = lambda n, body: action
+    llm = make_llm(server, max_concurrency=1)
+    out = llm.complete_many(reqs(3, top_logprobs=3))
+    assert [c.text for c in out] == [f"echo prompt {i}" for i in range(3)]
+    assert all(c.logprobs is None for c in out)
+    assert not llm.supports_logprobs and llm.usage.failures == 0
+    # After the first rejection or omission, logprobs are no longer asked for.
+    assert [bool(b.get("logprobs")) for b in server.bodies][-2:] == [False, False]
+
+
+def test_requests_without_top_logprobs_do_not_ask(server: FaultServer) -> None:
+    make_llm(server).complete_many(reqs(1))
+    assert "logprobs" not in server.bodies[0]
+
+
+# -- the Dagster resource ------------------------------------------------------------------------------------
+def test_resource_openai_without_base_url_names_the_field(store: ArtifactStore) -> None:
+    with pytest.raises(ValueError, match="base_url"):
+        LLMResource(backend="openai", model="m").build(store)
+
+
+def test_resource_remote_without_key_names_the_env_var(store: ArtifactStore) -> None:
+    with pytest.raises(ValueError, match="OPENAI_API_KEY"):
+        LLMResource(backend="openai", base_url="https://openrouter.ai/api/v1", model="m").build(store)
+
+
+def test_resource_builds_a_working_client(server: FaultServer, store: ArtifactStore) -> None:
+    resource = LLMResource(backend="openai", base_url=server.base_url, model="m", max_retries=0)
+    resource.check_reachable()
+    llm = resource.build(store)
+    assert llm.complete_many(reqs(1))[0].text == "echo prompt 0"
+    assert store.exists("llm_cache/m")
+
+
+def test_resource_check_reachable_names_the_url() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(ConnectionError, match=f"http://127.0.0.1:{port}/v1"):
+        LLMResource(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m").check_reachable()
