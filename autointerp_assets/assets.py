@@ -3,12 +3,10 @@ storage, call the stage's pure function, write atomically, report lineage."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 
 import dagster as dg
-import torch
 
 from resources.llm import LLMResource
 from resources.storage import Storage
@@ -255,6 +253,7 @@ def explanations(context: dg.AssetExecutionContext, storage: Storage, llm: LLMRe
     table = explain_latents(examples, skipped, client, CFG.explainer, CFG.sampling)
     path = partition_path("explanations", layer, key)
     store.write_parquet(path, table)
+    store.write_json(partition_path("explanations", layer, key, "usage.json"), client.usage.as_metadata())
     counts = dict(table.group_by("status").len().iter_rows())
     return dg.MaterializeResult(
         metadata={
@@ -286,6 +285,7 @@ def scores(context: dg.AssetExecutionContext, storage: Storage, llm: LLMResource
     table = score_latents(examples, explained, client, CFG.scorer, CFG.sampling.seed)
     path = partition_path("scores", layer, key)
     store.write_parquet(path, table)
+    store.write_json(partition_path("scores", layer, key, "usage.json"), client.usage.as_metadata())
     counts = dict(table.group_by("status").len().iter_rows())
     means = {f"mean_{c}": float(table[c].mean()) for c in table.columns
              if c.endswith(("_balanced_accuracy", "_auroc")) and table[c].null_count() < table.height}
