@@ -54,7 +54,7 @@ def explain_latents(
     cfg: ExplainerConfig,
     sampling: SamplingConfig | None = None,
 ) -> pl.DataFrame:
-    """One row per latent of `contexts` ∪ `skipped` (skipped wins), sorted by latent.
+    """One row per latent of `contexts` and of `skipped` (skipped wins), sorted by latent.
 
     Uses the explain split only. `default` shows activating windows with highlights; `contrastive`
     also shows the explain split's non-activating windows; `top_tokens` needs no LLM (`llm` may be
@@ -91,7 +91,11 @@ def explain_latents(
             if text is None:
                 row["reason"] = "activating examples have no active token"
             continue
-        negatives = _examples(_ordered(df.filter(~pl.col("activating")), sampling, latent)) if cfg.kind == "contrastive" else []
+        negatives = (
+            _examples(_ordered(df.filter(~pl.col("activating")), sampling, latent))
+            if cfg.kind == "contrastive"
+            else []
+        )
         messages = build_explainer_messages(
             activating,
             negatives,
@@ -99,7 +103,9 @@ def explain_latents(
             show_activations=cfg.show_activations,
             chain_of_thought=cfg.chain_of_thought,
         )
-        pending.append((latent, ChatRequest(messages=messages, max_tokens=cfg.max_tokens), len(activating) + len(negatives)))
+        pending.append(
+            (latent, ChatRequest(messages=messages, max_tokens=cfg.max_tokens), len(activating) + len(negatives))
+        )
 
     if pending:
         assert llm is not None
@@ -117,5 +123,8 @@ def explain_latents(
                 answer = (completion.text or "")[:_REASON_ANSWER_CHARS]
                 row.update(status="failed", reason=f"{parsed.failure}; answer: {answer!r}")
 
-    records = [{**rows[latent], "explainer": cfg.kind, "explainer_model": model, "prompt_version": version} for latent in latents]
+    records = [
+        {**rows[latent], "explainer": cfg.kind, "explainer_model": model, "prompt_version": version}
+        for latent in latents
+    ]
     return pl.DataFrame(records, schema=EXPLANATION_SCHEMA).select(list(EXPLANATION_SCHEMA))

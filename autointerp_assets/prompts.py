@@ -230,13 +230,13 @@ def build_explainer_messages(
     if not activating:
         raise ValueError("an explainer prompt needs at least one activating example")
     contrastive = kind == "contrastive"
-    messages: list[Message] = [{"role": "system", "content": _explain_system(kind, show_activations, chain_of_thought)}]
+    messages: list[Message] = [
+        {"role": "system", "content": _explain_system(kind, show_activations, chain_of_thought)}
+    ]
     for shot in _EXPLAIN_SHOTS:
         answer = shot.contrastive_explanation if contrastive else shot.explanation
-        if chain_of_thought:
-            answer = f"{shot.reasoning}\nExplanation: {answer}"
-        else:
-            answer = f"Explanation: {answer}"
+        reasoning = f"{shot.reasoning}\n" if chain_of_thought else ""
+        answer = f"{reasoning}Explanation: {answer}"
         user = _explain_user(shot.activating, shot.negatives if contrastive else (), show_activations)
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
     user = _explain_user(activating, negatives if contrastive else (), show_activations)
@@ -330,7 +330,9 @@ def build_fuzzing_messages(
     explanation: str, windows: Sequence[tuple[Sequence[str], Sequence[bool]]]
 ) -> tuple[Message, ...]:
     """Explanation plus numbered windows with marked tokens (token strings, highlight mask)."""
-    shot_user = _scorer_user(_TIME_UNITS, [render_highlighted(ex.token_strs, ex.active) for ex, _, _ in _SCORER_SHOT])
+    shot_user = _scorer_user(
+        _TIME_UNITS, [render_highlighted(ex.token_strs, ex.active) for ex, _, _ in _SCORER_SHOT]
+    )
     shot_answer = _answer_list([fuzz for _, _, fuzz in _SCORER_SHOT])
     return (
         {"role": "system", "content": _FUZZING_SYSTEM},
@@ -453,7 +455,9 @@ def answer_probabilities(logprobs: Sequence[TokenLogprobs] | None, answers: Sequ
     if logprobs is None:
         return None
     digits = [lp for lp in logprobs if _digit(lp.token) is not None]
-    if len(digits) != len(answers) or any(int(_digit(lp.token)) != a for lp, a in zip(digits, answers)):
+    if len(digits) != len(answers) or any(
+        int(_digit(lp.token)) != a for lp, a in zip(digits, answers, strict=True)
+    ):
         return None
     probs = []
     for lp in digits:

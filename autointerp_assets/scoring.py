@@ -105,7 +105,8 @@ def _random_marks(rng: np.random.Generator, candidates: np.ndarray, n_tokens: in
 def _samples(rows: list[dict], scorer: str, rng: np.random.Generator) -> list[_Sample]:
     if scorer == "detection":
         return [
-            _Sample(int(r["activating"]), r["activating"], r["quantile"], tuple(r["token_strs"]), None) for r in rows
+            _Sample(int(r["activating"]), r["activating"], r["quantile"], tuple(r["token_strs"]), None)
+            for r in rows
         ]
     active = [np.asarray(r["acts"]) > 0 for r in rows]
     act_idx = [i for i, r in enumerate(rows) if r["activating"]]
@@ -125,9 +126,16 @@ def _samples(rows: list[dict], scorer: str, rng: np.random.Generator) -> list[_S
     return out
 
 
-def _prompts(latent: int, explanation: str, rows: list[dict], scorer: str, scorer_idx: int, seed: int,
-             per_prompt: int, top_logprobs: int | None) -> list[_Prompt]:
-    rng = np.random.default_rng([seed, latent, scorer_idx])
+def _prompts(
+    latent: int,
+    explanation: str,
+    rows: list[dict],
+    scorer: str,
+    rng: np.random.Generator,
+    *,
+    per_prompt: int,
+    top_logprobs: int | None,
+) -> list[_Prompt]:
     samples = _samples(rows, scorer, rng)
     samples = [samples[i] for i in rng.permutation(len(samples))]
     prompts = []
@@ -137,7 +145,9 @@ def _prompts(latent: int, explanation: str, rows: list[dict], scorer: str, score
             messages = build_detection_messages(explanation, [s.token_strs for s in chunk])
         else:
             messages = build_fuzzing_messages(explanation, [(s.token_strs, s.marks) for s in chunk])
-        request = ChatRequest(messages=messages, max_tokens=scorer_max_tokens(len(chunk)), top_logprobs=top_logprobs)
+        request = ChatRequest(
+            messages=messages, max_tokens=scorer_max_tokens(len(chunk)), top_logprobs=top_logprobs
+        )
         prompts.append(_Prompt(latent, scorer, chunk, request))
     return prompts
 
@@ -170,7 +180,9 @@ def _scorer_metrics(scorer: str, answers: list[_Answer], n_bins: int) -> dict:
         return out  # the remaining columns stay null
     c = metrics.confusion([a.sample.label for a in ok], [a.pred for a in ok])
     with_prob = [a for a in ok if a.prob is not None]
-    auroc = metrics.auroc([a.sample.label for a in with_prob], [a.prob for a in with_prob]) if with_prob else math.nan
+    auroc = (
+        metrics.auroc([a.sample.label for a in with_prob], [a.prob for a in with_prob]) if with_prob else math.nan
+    )
     out |= {
         f"{scorer}_balanced_accuracy": _null_if_nan(metrics.balanced_accuracy(c)),
         f"{scorer}_precision": _null_if_nan(metrics.precision(c)),
@@ -227,8 +239,16 @@ def score_latents(
         else:
             for idx, scorer in enumerate(SCORERS):
                 if scorer in kinds:
-                    prompts += _prompts(latent, e["explanation"], test_rows[latent], scorer, idx, seed,
-                                        cfg.examples_per_prompt, top_logprobs)
+                    rng = np.random.default_rng([seed, latent, idx])  # independent of other latents
+                    prompts += _prompts(
+                        latent,
+                        e["explanation"],
+                        test_rows[latent],
+                        scorer,
+                        rng,
+                        per_prompt=cfg.examples_per_prompt,
+                        top_logprobs=top_logprobs,
+                    )
 
     completions = llm.complete_many([p.request for p in prompts]) if prompts else []
     answers: dict[int, dict[str, list[_Answer]]] = {}

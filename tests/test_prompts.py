@@ -132,7 +132,9 @@ def test_detection_prompt_numbers_plain_windows():
 
 
 def test_fuzzing_prompt_marks_tokens():
-    final = P.build_fuzzing_messages("cats", [([" the", " cat"], [False, True]), ([" a", " dog"], [True, False])])[-1]["content"]
+    final = P.build_fuzzing_messages("cats", [([" the", " cat"], [False, True]), ([" a", " dog"], [True, False])])[
+        -1
+    ]["content"]
     assert "Example 1:  the <<cat>>" in final
     assert "Example 2:  <<a>> dog" in final
 
@@ -144,8 +146,9 @@ def test_fuzzing_prompt_marks_tokens():
     ("answer", "expected"),
     [
         ("Explanation: the word cat", "the word cat"),
-        ("The marked tokens are animals.\nExplanation: **\"names of pets\"**", "names of pets"),
-        ("explanation:\n\n  - `def` keywords  ", "def keywords"),
+        ('The marked tokens are animals.\nExplanation: **"names of pets"**', "names of pets"),
+        ("explanation:\n\n  - `def` keywords  ", "`def` keywords"),  # inner code quotes kept
+        ("Explanation: `the def keyword`", "the def keyword"),
         ("Explanation: a\nExplanation: the final one", "the final one"),
         ("Some thoughts.\n\nnumbers after a dollar sign\n", "numbers after a dollar sign"),
         ("Explanation: -ing suffixes", "-ing suffixes"),
@@ -217,10 +220,6 @@ def test_parse_binary_answers_rejects(answer, reason):
 
 
 # ---------------------------------------------------------------- logprobs
-
-
-def lp(token: str, **probs: float) -> TokenLogprobs:
-    return TokenLogprobs(token, {k.replace("sp", " "): math.log(v) for k, v in probs.items()})
 
 
 def test_answer_probabilities_from_top_logprobs():
