@@ -4,6 +4,10 @@ Memory is bounded by one batch plus one chunk buffer per hookpoint: a dense
 [tokens x latents] tensor is never built (TopK coders hand back their indices),
 and rows go to `sink` every `chunk_tokens` tokens. One forward pass serves every
 hookpoint requested, stopping after the deepest.
+
+Position 0 of every window is skipped (`FIRST_POS`): without a BOS token the first
+position acts as an attention sink whose hidden state has an outsized norm, and it
+would otherwise dominate every latent's top examples and the SAE's training loss.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from .sparse_coders import SparseCoder
 from .subject import Capture, Subject, forward_captures
 
 ChunkSink = Callable[[str, int, pl.DataFrame], None]  # (hookpoint, chunk index, rows)
+FIRST_POS = 1
 ACTIVATION_SCHEMA = {"seq": pl.Int64, "pos": pl.Int32, "latent": pl.Int32, "value": pl.Float32}
 
 
@@ -41,14 +46,14 @@ class _Buffer:
     tokens: int = 0
 
 
-def _sparse_rows(seq_ids: np.ndarray, values: torch.Tensor, indices: torch.Tensor, ctx_len: int) -> pl.DataFrame:
-    """values, indices [B*T, k] -> one row per active (token, latent)."""
-    active = values > 0  # [B*T, k]
+def _sparse_rows(seq_ids: np.ndarray, values: torch.Tensor, indices: torch.Tensor, width: int) -> pl.DataFrame:
+    """values, indices [B*W, k] over positions FIRST_POS.. -> one row per active (token, latent)."""
+    active = values > 0  # [B*W, k]
     flat_token, slot = active.nonzero(as_tuple=True)  # [nnz], [nnz]
     return pl.DataFrame(
         {
-            "seq": seq_ids[(flat_token // ctx_len).numpy()],
-            "pos": (flat_token % ctx_len).numpy().astype(np.int32),
+            "seq": seq_ids[(flat_token // width).numpy()],
+            "pos": (flat_token % width + FIRST_POS).numpy().astype(np.int32),
             "latent": indices[flat_token, slot].numpy().astype(np.int32),
             "value": values[flat_token, slot].float().numpy(),
         },
@@ -83,13 +88,13 @@ def stream_activations(
         batch = torch.from_numpy(tokens[lo : lo + batch_size].astype(np.int64))  # [B, T]
         hidden = forward_captures(subject, batch, captures)  # hookpoint -> [B, T, d]
         for hp, (_, coder) in coders.items():
-            h = hidden[hp].reshape(-1, hidden[hp].shape[-1]).float()  # [B*T, d]
-            latents = coder.encode(h)  # values, indices [B*T, k]
-            rows = _sparse_rows(seq_ids[lo : lo + batch_size], latents.values.cpu(), latents.indices.cpu(), ctx_len)
+            h = hidden[hp][:, FIRST_POS:]  # [B, W, d], W = T - FIRST_POS
+            latents = coder.encode(h.reshape(-1, h.shape[-1]).float())  # values, indices [B*W, k]
+            rows = _sparse_rows(seq_ids[lo : lo + batch_size], latents.values.cpu(), latents.indices.cpu(), h.shape[1])
             buf = buffers[hp]
             buf.parts.append(rows)
-            buf.tokens += batch.numel()
-            stats[hp].n_tokens += batch.numel()
+            buf.tokens += h.shape[0] * h.shape[1]
+            stats[hp].n_tokens += h.shape[0] * h.shape[1]
             stats[hp].nnz += rows.height
             if buf.tokens >= chunk_tokens:
                 flush(hp)
@@ -108,10 +113,10 @@ def collect_hidden(
     subject: Subject, tokens: np.ndarray, capture: Capture, batch_size: int, max_tokens: int
 ) -> torch.Tensor:
     """Dense hookpoint activations [N, d] float32 for SAE training (N <= max_tokens)."""
-    n_seq = min(len(tokens), -(-max_tokens // tokens.shape[1]))
+    n_seq = min(len(tokens), -(-max_tokens // (tokens.shape[1] - FIRST_POS)))
     parts = []
     for lo in range(0, n_seq, batch_size):
         batch = torch.from_numpy(tokens[lo : min(lo + batch_size, n_seq)].astype(np.int64))
-        h = forward_captures(subject, batch, [capture])[capture.hookpoint]
+        h = forward_captures(subject, batch, [capture])[capture.hookpoint][:, FIRST_POS:]
         parts.append(h.reshape(-1, h.shape[-1]).float().cpu())
     return torch.cat(parts)[:max_tokens]

@@ -1,7 +1,6 @@
 """The asset graph, in one place. Each asset is a thin wrapper: read inputs from
 storage, call the stage's pure function, write atomically, report lineage."""
 
-from __future__ import annotations
 
 import time
 import uuid
@@ -25,7 +24,7 @@ from .partitions import (
     layer_partitions,
     parse_latent_range,
 )
-from .prompts import PROMPT_VERSIONS
+from .prompts import PROMPT_VERSIONS, explainer_prompt_key
 from .sampling import build_contexts
 from .scoring import score_latents
 from .sparse_coders import SparseCoder, load_sparse_coder, save_topk_sae
@@ -56,7 +55,7 @@ def _load_coder(store: ArtifactStore, layer: str, d_in: int) -> SparseCoder:
         if not layout_ok:
             raise layout.MissingUpstreamError(f"no trained SAE for {layer}; materialise sparse_coder[{layer}] first")
         cfg = TopKCoderConfig(kind="topk", path=store.uri(f"sparse_coder/{layer}"), n_latents=cfg.n_latents)
-    return load_sparse_coder(cfg, d_in, store.storage_options)
+    return load_sparse_coder(cfg, d_in, store.storage_options, hookpoint=layer)
 
 
 def _capture_kind(layer: str) -> str:
@@ -114,7 +113,7 @@ def sparse_coder(context: dg.AssetExecutionContext, subject_model: SubjectModel,
                  "train_tokens": hidden.shape[0], "train_seconds": round(stats.seconds, 1),
                  "corpus_hash": built.content_hash}
     else:
-        coder = load_sparse_coder(cfg, subject.width(capture), store.storage_options)
+        coder = load_sparse_coder(cfg, subject.width(capture), store.storage_options, hookpoint=layer)
         meta["source"] = getattr(cfg, "path", "neurons")
     store.write_json(f"sparse_coder/{layer}/lineage.json", {"coder_hash": coder.content_hash(), **meta})
     meta |= {"coder_hash": coder.content_hash(), "n_latents": coder.n_latents, "d_in": coder.d_in,
@@ -233,9 +232,12 @@ def contexts(context: dg.AssetExecutionContext, subject_model: SubjectModel, sto
     )
 
 
-def _llm_lineage(llm, prompt_kinds: list[str]) -> dict:
+EXPLAIN_PROMPT = explainer_prompt_key(CFG.explainer.kind, CFG.explainer.show_activations, CFG.explainer.chain_of_thought)
+
+
+def _llm_lineage(llm, prompt_keys: list[str]) -> dict:
     return {"llm_model": llm.model_name, "prompt_versions": dg.MetadataValue.json(
-        {k: PROMPT_VERSIONS[k] for k in prompt_kinds if k in PROMPT_VERSIONS}), **llm.usage.as_metadata()}
+        {k: PROMPT_VERSIONS[k] for k in prompt_keys}), **llm.usage.as_metadata()}
 
 
 @dg.asset(
@@ -258,7 +260,7 @@ def explanations(context: dg.AssetExecutionContext, storage: Storage, llm: LLMRe
     return dg.MaterializeResult(
         metadata={
             **lineage.from_manifest(manifest),
-            **_llm_lineage(client, [CFG.explainer.kind]),
+            **_llm_lineage(client, [EXPLAIN_PROMPT]),
             "explainer": CFG.explainer.kind,
             "n_explained": counts.get("ok", 0), "n_failed": counts.get("failed", 0),
             "n_skipped": counts.get("skipped", 0),
@@ -292,7 +294,7 @@ def scores(context: dg.AssetExecutionContext, storage: Storage, llm: LLMResource
     return dg.MaterializeResult(
         metadata={
             **lineage.from_manifest(manifest),
-            **_llm_lineage(client, list(CFG.scorer.kinds) + [CFG.explainer.kind]),
+            **_llm_lineage(client, [EXPLAIN_PROMPT, *CFG.scorer.kinds]),
             "explainer_model": explained["explainer_model"][0] if explained.height else "",
             "scorer_model": client.model_name,
             "n_scored": counts.get("ok", 0), "n_failed_latents": counts.get("failed", 0),
