@@ -1,0 +1,133 @@
+"""Benchmarks of the `activations` stage, each measured side by side in one run.
+
+    python bench/bench_activations.py throughput [--tokens 32768] [--layer layers.6]
+        tok/s of the activations stage (forward + TopK encode + parquet chunks written
+        to a store) divided by a bare forward pass to the same hookpoint, same batch,
+        dtype and device. Rounds alternate so drift hits both sides equally.
+    python bench/bench_activations.py memory [--small 50000 --large 200000]
+        peak RSS of a process that materialises only the `activations` asset (Dagster,
+        real corpus, real SmolLM2) at two corpus sizes; prints large/small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from autointerp_assets.activations import stream_activations  # noqa: E402
+from autointerp_assets.config import CorpusConfig  # noqa: E402
+from autointerp_assets.corpus import build_corpus, documents  # noqa: E402
+from autointerp_assets.sparse_coders import TopKSAE, save_topk_sae  # noqa: E402
+from autointerp_assets.storage import ArtifactStore  # noqa: E402
+from autointerp_assets.subject import forward_captures, load_subject  # noqa: E402
+
+
+def random_sae(d_in: int, n_latents: int = 2048, k: int = 32) -> TopKSAE:
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(n_latents, d_in, generator=g) / d_in**0.5
+    return TopKSAE(w, torch.zeros(n_latents), w.clone(), torch.zeros(d_in), k)
+
+
+def throughput(args: argparse.Namespace) -> None:
+    subject = load_subject("smollm2-135m-instruct", None, args.dtype, args.device)
+    cfg = CorpusConfig(max_tokens=args.tokens, ctx_len=64, sae_train_fraction=0)
+    tokens = build_corpus(documents(cfg), subject.tokenizer, cfg).token_array()  # [n_seq, 64]
+    seq_ids = np.arange(len(tokens))
+    capture = subject.resolve(args.layer)
+    coders = {args.layer: (capture, random_sae(subject.d_model))}
+    store = ArtifactStore(tempfile.mkdtemp(prefix="bench-acts-"))
+
+    def bare() -> float:
+        start = time.perf_counter()
+        for lo in range(0, len(tokens), args.batch_size):
+            forward_captures(subject, torch.from_numpy(tokens[lo : lo + args.batch_size].astype(np.int64)), [capture])
+        return time.perf_counter() - start
+
+    def ours() -> float:
+        start = time.perf_counter()
+        stream_activations(subject, tokens, seq_ids, coders, args.batch_size, 16_384,
+                           lambda hp, i, rows: store.write_parquet(f"a/{i:05d}.parquet", rows))
+        return time.perf_counter() - start
+
+    bare(), ours()  # warm-up: allocator, thread pools, page cache
+    times: dict[str, list[float]] = {"bare": [], "ours": []}
+    for _ in range(args.rounds):
+        times["bare"].append(bare())
+        times["ours"].append(ours())
+    n = tokens.size
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"tokens per pass {n}, batch {args.batch_size}, dtype {args.dtype}, device {args.device}, "
+          f"hookpoint {args.layer}, torch threads {torch.get_num_threads()}, rounds {args.rounds}")
+    print(f"bare forward to hookpoint : {n / med['bare']:8.0f} tok/s  (median of {times['bare']})")
+    print(f"activations stage          : {n / med['ours']:8.0f} tok/s  (median of {times['ours']})")
+    print(f"ratio ours/bare            : {med['bare'] / med['ours']:.3f}")
+
+
+MEMORY_RUN = """
+import json, resource, sys, dagster as dg
+from autointerp_assets.definitions import all_assets, build_resources
+from autointerp_assets.config import project_config
+inst = dg.DagsterInstance.ephemeral(); inst.add_dynamic_partitions("layer", ["layers.6"])
+res = build_resources(project_config())
+for sel, key in (%s):
+    dg.materialize(all_assets, selection=[sel], partition_key=key, resources=res, instance=inst)
+print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def memory(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="bench-mem-"))
+    subject = load_subject("smollm2-135m-instruct", None, "bfloat16", "cpu")
+    save_topk_sae(random_sae(subject.d_model), work / "sae")
+    results = {}
+    for label, n_tokens in (("small", args.small), ("large", args.large)):
+        config = work / f"{label}.yaml"
+        config.write_text(json.dumps({
+            "hookpoints": {"layers.6": {"kind": "topk", "path": str(work / "sae"), "n_latents": 2048}},
+            "corpus": {"max_tokens": n_tokens, "ctx_len": 64, "sae_train_fraction": 0.0, "max_windows_per_doc": 64},
+            "storage_root": str(work / label),
+        }))
+        env = {**os.environ, "AUTOINTERP_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
+        prepare = '("corpus", None), ("sparse_coder", "layers.6")'
+        subprocess.run([sys.executable, "-c", MEMORY_RUN % prepare], env=env, check=True, capture_output=True)
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", MEMORY_RUN % '("activations", "layers.6"),'], env=env,
+                             check=True, capture_output=True, text=True)
+        rss = json.loads(out.stdout.strip().splitlines()[-1])["max_rss_mb"]
+        tokens = json.loads((work / label / "activations/layers.6/manifest.json").read_text())["n_tokens"]
+        results[label] = rss
+        print(f"{label}: {tokens} tokens analysed, peak RSS {rss:.0f} MiB, {time.perf_counter() - start:.0f} s")
+    print(f"peak RSS ratio large/small: {results['large'] / results['small']:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="mode", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--tokens", type=int, default=32_768)
+    t.add_argument("--layer", default="layers.6")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--dtype", default="bfloat16")
+    t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    t.add_argument("--rounds", type=int, default=3)
+    m = sub.add_parser("memory")
+    m.add_argument("--small", type=int, default=50_000)
+    m.add_argument("--large", type=int, default=200_000)
+    args = parser.parse_args()
+    throughput(args) if args.mode == "throughput" else memory(args)
+
+
+if __name__ == "__main__":
+    main()
