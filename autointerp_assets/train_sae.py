@@ -30,7 +30,7 @@ from .config import TrainTopKCoderConfig
 from .sparse_coders import TopKSAE, fvu
 
 HELDOUT_FRACTION = 0.1
-DEAD_AFTER_TOKENS = 16_384  # a latent at 1% of the average density (k/n) still fires ~2.6 times in this window
+DEAD_AFTER_TOKENS = 16_384  # at the default k/n = 32/2048, a latent at 1% of average density fires ~2.6 times here
 AUXK_ALPHA = 1 / 32  # the AuxK weight of Gao et al.
 _EVAL_ROWS = 4096  # held-out rows per encode call, to bound the [rows, n_latents] pre-activation
 
