@@ -53,6 +53,8 @@ def _classify(exc: Exception) -> str:
         status = exc.status_code
         if status == 429:
             return "rate_limit"
+        if status == 408:
+            return "timeout"
         if status >= 500:
             return "server"
         if status in (401, 403):
@@ -63,24 +65,22 @@ def _classify(exc: Exception) -> str:
 
 
 def _retry_after_s(exc: Exception) -> float | None:
-    """Seconds the server asked us to wait (Retry-After / retry-after-ms), if any."""
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
+    """Seconds the server asked us to wait (retry-after-ms, Retry-After seconds or date), if any."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
     if headers is None:
         return None
-    if (ms := headers.get("retry-after-ms")) is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                pass
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value.strip() else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after") or "")
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 # -- cache -------------------------------------------------------------------------------
@@ -115,19 +115,19 @@ class ResponseCache:
         path = self.path(model, request)
         try:
             raw = self.store.read_json(path)
+            logprobs = raw["logprobs"]
+            return Completion(
+                text=raw["text"],
+                logprobs=tuple(TokenLogprobs(t["token"], t["top"]) for t in logprobs) if logprobs is not None else None,
+                cached=True,
+                prompt_tokens=raw["prompt_tokens"],
+                completion_tokens=raw["completion_tokens"],
+            )
         except FileNotFoundError:
             return None
-        except (ValueError, OSError) as e:  # unreadable entry: answer it afresh, overwrite later
+        except (OSError, ValueError, KeyError, TypeError) as e:  # unreadable: answer afresh, overwrite
             log.warning("ignoring unreadable LLM cache entry %s: %s", path, e)
             return None
-        logprobs = raw.get("logprobs")
-        return Completion(
-            text=raw["text"],
-            logprobs=tuple(TokenLogprobs(t["token"], t["top"]) for t in logprobs) if logprobs is not None else None,
-            cached=True,
-            prompt_tokens=raw.get("prompt_tokens", 0),
-            completion_tokens=raw.get("completion_tokens", 0),
-        )
 
     def put(self, model: str, request: ChatRequest, completion: Completion) -> None:
         if not completion.ok:
@@ -190,7 +190,10 @@ class CachedAccounting:
                 kind = error_kind(completion)
                 u.errors[kind] = u.errors.get(kind, 0) + 1
         if self.cache is not None and completion.ok:
-            self.cache.put(self.model_name, request, completion)
+            try:
+                self.cache.put(self.model_name, request, completion)
+            except Exception as e:  # noqa: BLE001 - the answer is still good; only a rerun pays again
+                log.warning("could not cache an LLM response: %s: %s", type(e).__name__, e)
         return completion
 
 
@@ -277,7 +280,7 @@ class OpenAICompatibleLLM(CachedAccounting):
         if misses:
             workers = min(self.max_concurrency, len(misses))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-                for i, completion in zip(misses, pool.map(lambda i: self._answer(requests[i]), misses)):
+                for i, completion in zip(misses, pool.map(lambda i: self._answer(requests[i]), misses), strict=True):
                     results[i] = completion
         return results  # type: ignore[return-value]  # every slot is filled
 
@@ -295,7 +298,7 @@ class OpenAICompatibleLLM(CachedAccounting):
                     temperature=request.temperature,
                     **({"logprobs": True, "top_logprobs": request.top_logprobs} if want_logprobs else {}),
                 )
-                return self._finish(request, self._parse(response, want_logprobs), retries)
+                completion = self._parse(response, want_logprobs)
             except Exception as e:  # noqa: BLE001 - every failure becomes a counted Completion
                 kind = _classify(e)
                 if want_logprobs and kind == "bad_request" and "logprob" in str(e).lower():
@@ -307,12 +310,15 @@ class OpenAICompatibleLLM(CachedAccounting):
                 if kind not in RETRYABLE or failures >= self.max_retries:
                     if kind in RETRYABLE:
                         message = f"{message} (after {failures} retries)"
-                    return self._finish(request, failed(kind, message), retries)
-                delay = self._backoff(failures, _retry_after_s(e))
-                log.warning("LLM request failed (%s); retry %d in %.2fs", kind, failures + 1, delay)
-                time.sleep(delay)
-                failures += 1
-                retries += 1
+                    completion = failed(kind, message)
+                else:
+                    delay = self._backoff(failures, _retry_after_s(e))
+                    log.warning("LLM request failed (%s); retry %d in %.2fs", kind, failures + 1, delay)
+                    time.sleep(delay)
+                    failures += 1
+                    retries += 1
+                    continue
+            return self._finish(request, completion, retries)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         # Exponential with jitter so concurrent workers do not retry in lockstep; never

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from autointerp_assets.llm_api import ChatRequest
@@ -25,7 +26,7 @@ from resources.llm import LLMResource
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 HANG_S = 2.0
-TIMEOUT_S = 0.4
+HANG_TIMEOUT_S = 0.5  # only for tests that hang the server; others use a roomy timeout
 
 Policy = Callable[[int, dict], str]
 
@@ -140,7 +141,7 @@ class FaultServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
         self._thread.start()
 
     @property
@@ -165,7 +166,7 @@ def store(tmp_path: Path) -> ArtifactStore:
 
 
 def make_llm(server: FaultServer, store: ArtifactStore | None = None, **kw: object) -> OpenAICompatibleLLM:
-    kw = {"max_concurrency": 4, "timeout_s": TIMEOUT_S, "max_retries": 2, "backoff_base_s": 0.01, **kw}
+    kw = {"max_concurrency": 4, "timeout_s": 10.0, "max_retries": 2, "backoff_base_s": 0.01, **kw}
     cache = ResponseCache(store) if store is not None else None
     return OpenAICompatibleLLM(server.base_url, "test-model", SECRET, cache=cache, **kw)  # type: ignore[arg-type]
 
@@ -194,7 +195,7 @@ def test_transient_failures_are_retried_until_success(server: FaultServer) -> No
         return "ok"
 
     server.policy = flaky
-    llm = make_llm(server, max_retries=2)
+    llm = make_llm(server, max_retries=2, timeout_s=HANG_TIMEOUT_S)
     out = llm.complete_many(reqs(4))
     assert [c.text for c in out] == [f"echo prompt {i}" for i in range(4)]
     assert llm.usage.retries == 8 and llm.usage.failures == 0 and llm.usage.requests == 4
@@ -214,7 +215,7 @@ def test_retry_after_is_honoured(server: FaultServer) -> None:
 def test_persistent_failures_are_counted_by_kind(server: FaultServer) -> None:
     actions = {0: "429", 1: "500", 2: "hang", 3: "garbage", 4: "ok"}
     server.policy = lambda n, body: actions[prompt_index(body)]
-    llm = make_llm(server, max_retries=1, backoff_base_s=0.001)
+    llm = make_llm(server, max_retries=1, backoff_base_s=0.001, timeout_s=HANG_TIMEOUT_S)
     out = llm.complete_many(reqs(5))
     assert len(out) == 5
     kinds = [c.error.split(":")[0] if c.error else None for c in out]
@@ -369,3 +370,36 @@ def test_resource_check_reachable_names_the_url() -> None:
         port = s.getsockname()[1]
     with pytest.raises(ConnectionError, match=f"http://127.0.0.1:{port}/v1"):
         LLMResource(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m").check_reachable()
+
+
+def test_resource_reads_the_key_from_an_env_var(
+    server: FaultServer, store: ArtifactStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("AUTOINTERP_TEST_KEY", SECRET)
+    resource = LLMResource(
+        backend="openai", base_url=server.base_url, model="m", api_key=dg.EnvVar("AUTOINTERP_TEST_KEY")
+    )
+
+    @dg.asset
+    def explained(llm: LLMResource) -> dg.MaterializeResult:
+        client = llm.build(store)
+        client.complete_many(reqs(2))
+        return dg.MaterializeResult(metadata=client.usage.as_metadata())
+
+    result = dg.materialize([explained], resources={"llm": resource})
+    assert result.success
+    assert server.auth_headers == [f"Bearer {SECRET}"] * 2
+    (mat,) = result.asset_materializations_for_node("explained")
+    assert mat.metadata["llm_requests"].value == 2
+    assert SECRET not in caplog.text
+
+
+def test_unreadable_cache_entry_is_answered_afresh(server: FaultServer, store: ArtifactStore) -> None:
+    (request,) = reqs(1)
+    make_llm(server, store).complete_many([request])
+    path = ResponseCache(store).path("test-model", request)
+    store.write_bytes(path, b"{truncated")
+    (c,) = make_llm(server, store).complete_many([request])
+    assert c.ok and not c.cached and server.n_requests == 2
+    assert store.read_json(path)["text"] == c.text
