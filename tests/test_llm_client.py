@@ -12,8 +12,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -22,135 +21,12 @@ import pytest
 from autointerp_assets.llm_api import ChatRequest
 from autointerp_assets.llm_client import OpenAICompatibleLLM, ResponseCache
 from autointerp_assets.storage import ArtifactStore
+from fake_openai_server import FaultServer
 from resources.llm import LLMResource
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
-HANG_S = 2.0
 HANG_TIMEOUT_S = 0.5  # only for tests that hang the server; others use a roomy timeout
 
-Policy = Callable[[int, dict], str]
-
-
-def reply_text(body: dict) -> str:
-    """The server's deterministic answer: tells tests which prompt it answered."""
-    return "echo " + body["messages"][-1]["content"]
-
-
-def chat_completion(body: dict, with_logprobs: bool) -> dict:
-    text = reply_text(body)
-    choice: dict = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
-    if with_logprobs and body.get("logprobs"):
-        n = body.get("top_logprobs") or 1
-        choice["logprobs"] = {
-            "content": [
-                {
-                    "token": tok,
-                    "logprob": -0.1,
-                    "bytes": None,
-                    "top_logprobs": [{"token": tok, "logprob": -0.1, "bytes": None}]
-                    + [{"token": f"alt{j}", "logprob": -3.0 - j, "bytes": None} for j in range(n - 1)],
-                }
-                for tok in text.split()
-            ]
-        }
-    return {
-        "id": "cmpl-1",
-        "object": "chat.completion",
-        "created": 0,
-        "model": body["model"],
-        "choices": [choice],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13},
-    }
-
-
-class FaultServer:
-    """Actions: ok, ok_nologprobs, reject_logprobs, 429, 500, 401_echo, hang, garbage, slow_ok."""
-
-    def __init__(self) -> None:
-        self.policy: Policy = lambda n, body: "ok"
-        self.bodies: list[dict] = []
-        self.auth_headers: list[str] = []
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self._lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:  # keep test output quiet
-                pass
-
-            def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": []})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server._lock:
-                    n = len(server.bodies)
-                    server.bodies.append(body)
-                    server.auth_headers.append(self.headers.get("Authorization", ""))
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    self._act(server.policy(n, body), body)
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-
-            def _act(self, action: str, body: dict) -> None:
-                if action == "ok":
-                    self._send(200, chat_completion(body, with_logprobs=True))
-                elif action == "slow_ok":
-                    time.sleep(0.1)
-                    self._send(200, chat_completion(body, with_logprobs=True))
-                elif action == "ok_nologprobs":
-                    self._send(200, chat_completion(body, with_logprobs=False))
-                elif action == "reject_logprobs":
-                    if body.get("logprobs"):
-                        self._send(400, {"error": {"message": "logprobs are not supported by this model"}})
-                    else:
-                        self._send(200, chat_completion(body, with_logprobs=False))
-                elif action == "429":
-                    self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"})
-                elif action == "500":
-                    self._send(500, {"error": {"message": "boom"}})
-                elif action == "401_echo":  # a hostile server that echoes the key back
-                    self._send(401, {"error": {"message": f"bad key {self.headers.get('Authorization')}"}})
-                elif action == "hang":
-                    time.sleep(HANG_S)
-                    self._send(200, chat_completion(body, with_logprobs=False))
-                elif action == "garbage":
-                    self._send_raw(200, b"<html>not json{", "application/json")
-                else:
-                    raise AssertionError(f"unknown action {action}")
-
-            def _send(self, status: int, obj: dict, headers: dict[str, str] | None = None) -> None:
-                self._send_raw(status, json.dumps(obj).encode(), "application/json", headers)
-
-            def _send_raw(self, status: int, data: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(data)))
-                    for k, v in (headers or {}).items():
-                        self.send_header(k, v)
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):  # the client timed out first
-                    pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
-        self._thread.start()
-
-    @property
-    def n_requests(self) -> int:
-        return len(self.bodies)
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 @pytest.fixture
