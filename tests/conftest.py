@@ -7,6 +7,7 @@ import os
 import socket
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 TESTS = Path(__file__).parent
@@ -45,3 +46,42 @@ def subject():
     from resources.subject_model import SubjectModel
 
     return SubjectModel(model_id="smollm2-135m-instruct").load()
+
+
+# -- the data half of one partition, materialised once per session with the real model --------
+LAYER, RANGE = "layers.3", "00000-00015"
+
+
+def key(layer=LAYER, latent_range=RANGE):
+    from autointerp_assets.partitions import LATENTS_DIM, LAYER_DIM
+
+    return dg.MultiPartitionKey({LAYER_DIM: layer, LATENTS_DIM: latent_range})
+
+
+def run(selection, partition_key, root, instance, raise_on_error=True, **resources):
+    """Materialise `selection` into a storage root, with the project's resources unless overridden."""
+    from autointerp_assets import assets
+    from autointerp_assets.definitions import all_assets, build_resources
+    from resources.storage import Storage
+
+    resources = build_resources(assets.CFG) | {"storage": Storage(root=str(root))} | resources
+    return dg.materialize(all_assets, selection=selection, partition_key=partition_key, resources=resources,
+                          instance=instance, raise_on_error=raise_on_error)
+
+
+@pytest.fixture(scope="session")
+def instance():
+    inst = dg.DagsterInstance.ephemeral()
+    inst.add_dynamic_partitions("layer", [LAYER, "layers.3.mlp", "layers.99", "layers.1"])
+    return inst
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory, instance):
+    root = tmp_path_factory.mktemp("store")
+    run(["corpus"], None, root, instance)
+    run(["sparse_coder"], LAYER, root, instance)
+    run(["activations"], LAYER, root, instance)
+    run(["latent_shards"], key(), root, instance)
+    run(["contexts"], key(), root, instance)
+    return root

@@ -7,41 +7,10 @@ import torch
 
 from autointerp_assets import assets
 from autointerp_assets.config import TopKCoderConfig
-from autointerp_assets.definitions import all_assets, build_resources
-from autointerp_assets.partitions import LATENTS_DIM, LAYER_DIM
 from autointerp_assets.sparse_coders import TopKSAE, save_topk_sae
-from resources.storage import Storage
+from conftest import LAYER, RANGE, key, run
 
 pytestmark = pytest.mark.slow
-LAYER, RANGE = "layers.3", "00000-00015"
-
-
-def key(layer=LAYER, latent_range=RANGE):
-    return dg.MultiPartitionKey({LAYER_DIM: layer, LATENTS_DIM: latent_range})
-
-
-def run(selection, partition_key, root, instance, raise_on_error=True):
-    resources = build_resources(assets.CFG) | {"storage": Storage(root=str(root))}
-    return dg.materialize(all_assets, selection=selection, partition_key=partition_key, resources=resources,
-                          instance=instance, raise_on_error=raise_on_error)
-
-
-@pytest.fixture(scope="module")
-def instance():
-    inst = dg.DagsterInstance.ephemeral()
-    inst.add_dynamic_partitions("layer", [LAYER, "layers.3.mlp", "layers.99", "layers.1"])
-    return inst
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory, instance):
-    root = tmp_path_factory.mktemp("store")
-    run(["corpus"], None, root, instance)
-    run(["sparse_coder"], LAYER, root, instance)
-    run(["activations"], LAYER, root, instance)
-    run(["latent_shards"], key(), root, instance)
-    run(["contexts"], key(), root, instance)
-    return root
 
 
 def materialization(instance, asset, partition):
