@@ -15,7 +15,8 @@ from . import corpus as corpus_stage
 from . import layout, lineage, shards
 from .activations import collect_hidden, stream_activations
 from .config import NeuronsCoderConfig, TopKCoderConfig, TrainTopKCoderConfig, project_config
-from .explaining import explain_latents
+from .cost import estimate_cost
+from .explaining import explain_latents, select_latents
 from .partitions import (
     LATENTS_DIM,
     LAYER_DIM,
@@ -217,9 +218,12 @@ def contexts(context: dg.AssetExecutionContext, subject_model: SubjectModel, sto
     store.write_parquet(examples_path, built.examples)
     store.write_parquet(skipped_path, built.skipped)
     per_split = built.examples.group_by("split", "kind").len().sort("split", "kind")
+    # What explaining and scoring this partition will cost, shown before anyone pays it.
+    estimate = estimate_cost(built.examples, built.skipped, CFG.explainer, CFG.scorer, CFG.sampling, CFG.llm)
     return dg.MaterializeResult(
         metadata={
             **lineage.from_manifest(manifest),
+            **estimate.as_metadata(),
             "sampling_config": dg.MetadataValue.json(CFG.sampling.model_dump()),
             "n_latents_sampled": built.examples["latent"].n_unique(),
             "n_skipped": built.skipped.height,
@@ -240,17 +244,27 @@ def _llm_lineage(llm, prompt_keys: list[str]) -> dict:
         {k: PROMPT_VERSIONS[k] for k in prompt_keys}), **llm.usage.as_metadata()}
 
 
+class LatentSelection(dg.Config):
+    """Which latents of the range to spend LLM calls on; the rest are recorded as skipped."""
+
+    latents: list[int] = []  # only these (empty: all)
+    max_latents: int | None = None  # at most this many, most frequently firing first
+
+
 @dg.asset(
     partitions_def=layer_latent_partitions, deps=[contexts], code_version="1", group_name="llm", pool="llm",
     kinds={"openai", "parquet"},
 )
-def explanations(context: dg.AssetExecutionContext, storage: Storage, llm: LLMResource) -> dg.MaterializeResult:
+def explanations(context: dg.AssetExecutionContext, config: LatentSelection, storage: Storage,
+                 llm: LLMResource) -> dg.MaterializeResult:
     """One plain-English explanation per latent; failures and skips recorded with reasons."""
     layer, key = _layer_range(context)
     store = storage.store()
     manifest = layout.read_manifest(store, layer)
     examples = layout.read_partition(store, "contexts", layer, key)
     skipped = layout.read_partition(store, "contexts", layer, key, ".skipped")
+    stats = layout.read_partition(store, "latent_shards", layer, key, ".stats")
+    examples, skipped = select_latents(examples, skipped, stats, config.latents, config.max_latents)
     client = llm.build(store)
     table = explain_latents(examples, skipped, client, CFG.explainer, CFG.sampling)
     path = partition_path("explanations", layer, key)

@@ -7,6 +7,7 @@ import re
 import shutil
 import zlib
 
+import dagster as dg
 import polars as pl
 import pytest
 
@@ -45,6 +46,12 @@ def test_local_default_through_scores_and_report(data_root, instance):
         meta = metadata(again, asset)
         assert meta["llm_requests"] == 0 and meta["llm_cache_hits"] > 0
     assert pl.read_parquet(data_root / "scores" / LAYER / f"{RANGE}.parquet").equals(scores)
+
+    # The estimate shown on `contexts` before paying counted exactly the requests that were sent.
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("contexts"), asset_partitions=[str(key())]), limit=1)
+    estimate = records.records[0].asset_materialization.metadata["estimated_llm_requests"].value
+    assert estimate == explained_meta["llm_requests"] + scores_meta["llm_requests"]
 
     report = metadata(run(["report"], LAYER, data_root, instance), "report")
     assert report["n_latents"] == 16 and "detection" in report["report"]
