@@ -47,15 +47,18 @@ class _Buffer:
 
 
 def _sparse_rows(seq_ids: np.ndarray, values: torch.Tensor, indices: torch.Tensor, width: int) -> pl.DataFrame:
-    """values, indices [B*W, k] over positions FIRST_POS.. -> one row per active (token, latent)."""
-    active = values > 0  # [B*W, k]
-    flat_token, slot = active.nonzero(as_tuple=True)  # [nnz], [nnz]
+    """values, indices [B*W, k] over positions FIRST_POS.. -> one row per active (token, latent).
+
+    The selection runs where the tensors live (GPU included); only the non-zeros cross to the host.
+    """
+    flat_token, slot = (values > 0).nonzero(as_tuple=True)  # [nnz], [nnz]
+    coords = torch.stack([flat_token // width, flat_token % width + FIRST_POS, indices[flat_token, slot]]).cpu()
     return pl.DataFrame(
         {
-            "seq": seq_ids[(flat_token // width).numpy()],
-            "pos": (flat_token % width + FIRST_POS).numpy().astype(np.int32),
-            "latent": indices[flat_token, slot].numpy().astype(np.int32),
-            "value": values[flat_token, slot].float().numpy(),
+            "seq": seq_ids[coords[0].numpy()],
+            "pos": coords[1].numpy().astype(np.int32),
+            "latent": coords[2].numpy().astype(np.int32),
+            "value": values[flat_token, slot].float().cpu().numpy(),
         },
         schema=ACTIVATION_SCHEMA,
     )
@@ -90,7 +93,7 @@ def stream_activations(
         for hp, (_, coder) in coders.items():
             h = hidden[hp][:, FIRST_POS:]  # [B, W, d], W = T - FIRST_POS
             latents = coder.encode(h.reshape(-1, h.shape[-1]).float())  # values, indices [B*W, k]
-            rows = _sparse_rows(seq_ids[lo : lo + batch_size], latents.values.cpu(), latents.indices.cpu(), h.shape[1])
+            rows = _sparse_rows(seq_ids[lo : lo + batch_size], latents.values, latents.indices, h.shape[1])
             buf = buffers[hp]
             buf.parts.append(rows)
             buf.tokens += h.shape[0] * h.shape[1]

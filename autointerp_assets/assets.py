@@ -136,11 +136,11 @@ def activations(context: dg.AssetExecutionContext, subject_model: SubjectModel, 
     coders = {}
     for layer in layers:
         capture = subject.resolve(layer, _capture_kind(layer))
-        coders[layer] = (capture, _load_coder(store, layer, subject.width(capture)))
+        coders[layer] = (capture, _load_coder(store, layer, subject.width(capture)).to(subject.device))
     run_tag = uuid.uuid4().hex[:8]  # chunks of a crashed run never mix with committed ones
 
     def sink(layer: str, index: int, rows) -> None:
-        store.write_parquet(f"activations/{layer}/chunk-{run_tag}-{index:05d}.parquet", rows)
+        layout.write_activation_chunk(store, layer, run_tag, index, rows)
 
     started = time.perf_counter()
     stats = stream_activations(subject, tokens, seq_ids, coders, subject_model.batch_size,
@@ -148,7 +148,7 @@ def activations(context: dg.AssetExecutionContext, subject_model: SubjectModel, 
     seconds = time.perf_counter() - started
     metadata: dict = {"layers": ", ".join(layers), "seconds": round(seconds, 1)}
     for layer, st in stats.items():
-        chunks = [f"chunk-{run_tag}-{i:05d}.parquet" for i in range(st.n_chunks)]
+        chunks = [layout.chunk_name(run_tag, i) for i in range(st.n_chunks)]
         manifest = {
             "chunks": chunks, "n_tokens": st.n_tokens, "nnz": st.nnz, "n_latents": st.n_latents,
             **lineage.subject_lineage(subject), "corpus_hash": built.content_hash,

@@ -80,9 +80,9 @@ class ArtifactStore:
         return self.fs.cat_file(self._full(rel))
 
     # -- typed helpers -------------------------------------------------------------------
-    def write_parquet(self, rel: str, df: pl.DataFrame) -> None:
+    def write_parquet(self, rel: str, df: pl.DataFrame, compression: str = "zstd") -> None:
         buf = io.BytesIO()
-        df.write_parquet(buf, compression="zstd", statistics=True)
+        df.write_parquet(buf, compression=compression, statistics=True)
         self.write_bytes(rel, buf.getvalue())
 
     def read_parquet(self, rel: str) -> pl.DataFrame:

@@ -29,9 +29,10 @@ sys.path.insert(0, str(ROOT))
 from autointerp_assets.activations import stream_activations  # noqa: E402
 from autointerp_assets.config import CorpusConfig  # noqa: E402
 from autointerp_assets.corpus import build_corpus, documents  # noqa: E402
+from autointerp_assets.layout import write_activation_chunk  # noqa: E402
 from autointerp_assets.sparse_coders import TopKSAE, save_topk_sae  # noqa: E402
 from autointerp_assets.storage import ArtifactStore  # noqa: E402
-from autointerp_assets.subject import forward_captures, load_subject  # noqa: E402
+from autointerp_assets.subject import Subject, forward_captures, load_subject  # noqa: E402
 
 
 def random_sae(d_in: int, n_latents: int = 2048, k: int = 32) -> TopKSAE:
@@ -40,13 +41,27 @@ def random_sae(d_in: int, n_latents: int = 2048, k: int = 32) -> TopKSAE:
     return TopKSAE(w, torch.zeros(n_latents), w.clone(), torch.zeros(d_in), k)
 
 
+def random_weight_subject(config_dir: str, dtype: str, device: str) -> Subject:
+    """SmolLM2's architecture with random weights: same FLOPs, no checkpoint to ship."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch_dtype = getattr(torch, dtype)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(config_dir), dtype=torch_dtype)
+    return Subject(model.to(device).eval(), None, f"random:{config_dir}", "random", torch.device(device), torch_dtype)
+
+
 def throughput(args: argparse.Namespace) -> None:
-    subject = load_subject("smollm2-135m-instruct", None, args.dtype, args.device)
-    cfg = CorpusConfig(max_tokens=args.tokens, ctx_len=64, sae_train_fraction=0)
-    tokens = build_corpus(documents(cfg), subject.tokenizer, cfg).token_array()  # [n_seq, 64]
+    if args.random_weights:
+        subject = random_weight_subject(args.random_weights, args.dtype, args.device)
+        n_seq = args.tokens // 64
+        tokens = np.random.default_rng(0).integers(0, subject.model.config.vocab_size, (n_seq, 64), dtype=np.int32)
+    else:
+        subject = load_subject("smollm2-135m-instruct", None, args.dtype, args.device)
+        cfg = CorpusConfig(max_tokens=args.tokens, ctx_len=64, sae_train_fraction=0)
+        tokens = build_corpus(documents(cfg), subject.tokenizer, cfg).token_array()  # [n_seq, 64]
     seq_ids = np.arange(len(tokens))
     capture = subject.resolve(args.layer)
-    coders = {args.layer: (capture, random_sae(subject.d_model))}
+    coders = {args.layer: (capture, random_sae(subject.d_model).to(subject.device))}
     store = ArtifactStore(tempfile.mkdtemp(prefix="bench-acts-"))
 
     def bare() -> float:
@@ -58,7 +73,7 @@ def throughput(args: argparse.Namespace) -> None:
     def ours() -> float:
         start = time.perf_counter()
         stream_activations(subject, tokens, seq_ids, coders, args.batch_size, 16_384,
-                           lambda hp, i, rows: store.write_parquet(f"a/{i:05d}.parquet", rows))
+                           lambda hp, i, rows: write_activation_chunk(store, hp, "bench", i, rows))
         return time.perf_counter() - start
 
     bare(), ours()  # warm-up: allocator, thread pools, page cache
@@ -68,7 +83,7 @@ def throughput(args: argparse.Namespace) -> None:
         times["ours"].append(ours())
     n = tokens.size
     med = {k: float(np.median(v)) for k, v in times.items()}
-    print(f"tokens per pass {n}, batch {args.batch_size}, dtype {args.dtype}, device {args.device}, "
+    print(f"device {torch.cuda.get_device_name() if subject.device.type == 'cuda' else 'cpu'}: tokens per pass {n}, batch {args.batch_size}, dtype {args.dtype}, device {args.device}, "
           f"hookpoint {args.layer}, torch threads {torch.get_num_threads()}, rounds {args.rounds}")
     print(f"bare forward to hookpoint : {n / med['bare']:8.0f} tok/s  (median of {times['bare']})")
     print(f"activations stage          : {n / med['ours']:8.0f} tok/s  (median of {times['ours']})")
@@ -122,6 +137,7 @@ def main() -> None:
     t.add_argument("--dtype", default="bfloat16")
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--rounds", type=int, default=3)
+    t.add_argument("--random-weights", metavar="CONFIG_DIR", help="SmolLM2's config.json with random weights")
     m = sub.add_parser("memory")
     m.add_argument("--small", type=int, default=50_000)
     m.add_argument("--large", type=int, default=200_000)
