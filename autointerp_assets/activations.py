@@ -34,6 +34,7 @@ class HookpointStats:
     n_tokens: int = 0
     nnz: int = 0
     n_chunks: int = 0
+    dropped: int = 0  # active latents cut by a coder's max_active cap (JumpReLU, ReLU, neurons)
 
     @property
     def density(self) -> float:
@@ -42,26 +43,26 @@ class HookpointStats:
 
 @dataclass
 class _Buffer:
-    parts: list[pl.DataFrame] = field(default_factory=list)
+    """Column parts of the rows not yet written; one DataFrame is built per chunk, not per batch."""
+
+    parts: dict[str, list[np.ndarray]] = field(default_factory=lambda: {c: [] for c in ACTIVATION_SCHEMA})
     tokens: int = 0
 
+    def add(self, seq_ids: np.ndarray, values: torch.Tensor, indices: torch.Tensor, width: int) -> int:
+        """values, indices [B*W, k] over positions FIRST_POS.. -> one row per active (token, latent).
 
-def _sparse_rows(seq_ids: np.ndarray, values: torch.Tensor, indices: torch.Tensor, width: int) -> pl.DataFrame:
-    """values, indices [B*W, k] over positions FIRST_POS.. -> one row per active (token, latent).
+        The selection runs where the tensors live (GPU included); only the non-zeros cross to the host.
+        """
+        flat_token, slot = (values > 0).nonzero(as_tuple=True)  # [nnz], [nnz]
+        coords = torch.stack([flat_token // width, flat_token % width + FIRST_POS, indices[flat_token, slot]]).cpu()
+        self.parts["seq"].append(seq_ids[coords[0].numpy()])
+        self.parts["pos"].append(coords[1].numpy().astype(np.int32))
+        self.parts["latent"].append(coords[2].numpy().astype(np.int32))
+        self.parts["value"].append(values[flat_token, slot].float().cpu().numpy())
+        return len(flat_token)
 
-    The selection runs where the tensors live (GPU included); only the non-zeros cross to the host.
-    """
-    flat_token, slot = (values > 0).nonzero(as_tuple=True)  # [nnz], [nnz]
-    coords = torch.stack([flat_token // width, flat_token % width + FIRST_POS, indices[flat_token, slot]]).cpu()
-    return pl.DataFrame(
-        {
-            "seq": seq_ids[coords[0].numpy()],
-            "pos": coords[1].numpy().astype(np.int32),
-            "latent": coords[2].numpy().astype(np.int32),
-            "value": values[flat_token, slot].float().cpu().numpy(),
-        },
-        schema=ACTIVATION_SCHEMA,
-    )
+    def frame(self) -> pl.DataFrame:
+        return pl.DataFrame({c: np.concatenate(p) for c, p in self.parts.items()}, schema=ACTIVATION_SCHEMA)
 
 
 def stream_activations(
@@ -81,8 +82,8 @@ def stream_activations(
 
     def flush(hp: str) -> None:
         buf = buffers[hp]
-        if buf.parts:
-            sink(hp, stats[hp].n_chunks, pl.concat(buf.parts))
+        if buf.tokens:
+            sink(hp, stats[hp].n_chunks, buf.frame())
             stats[hp].n_chunks += 1
         buffers[hp] = _Buffer()
 
@@ -92,13 +93,12 @@ def stream_activations(
         hidden = forward_captures(subject, batch, captures)  # hookpoint -> [B, T, d]
         for hp, (_, coder) in coders.items():
             h = hidden[hp][:, FIRST_POS:]  # [B, W, d], W = T - FIRST_POS
-            latents = coder.encode(h.reshape(-1, h.shape[-1]).float())  # values, indices [B*W, k]
-            rows = _sparse_rows(seq_ids[lo : lo + batch_size], latents.values, latents.indices, h.shape[1])
+            latents = coder.encode(h.reshape(-1, h.shape[-1]))  # values, indices [B*W, k]
             buf = buffers[hp]
-            buf.parts.append(rows)
+            stats[hp].nnz += buf.add(seq_ids[lo : lo + batch_size], latents.values, latents.indices, h.shape[1])
             buf.tokens += h.shape[0] * h.shape[1]
             stats[hp].n_tokens += h.shape[0] * h.shape[1]
-            stats[hp].nnz += rows.height
+            stats[hp].dropped += latents.dropped
             if buf.tokens >= chunk_tokens:
                 flush(hp)
         elapsed = time.perf_counter() - start

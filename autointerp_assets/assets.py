@@ -133,10 +133,12 @@ def activations(context: dg.AssetExecutionContext, subject_model: SubjectModel, 
     layers = context.partition_keys
     built = layout.read_corpus(store)
     tokens, seq_ids = layout.analysis_tokens(built)
-    coders = {}
+    coders, coder_hashes = {}, {}
     for layer in layers:
         capture = subject.resolve(layer, _capture_kind(layer))
-        coders[layer] = (capture, _load_coder(store, layer, subject.width(capture)).to(subject.device))
+        coder = _load_coder(store, layer, subject.width(capture))
+        coder_hashes[layer] = coder.content_hash()
+        coders[layer] = (capture, coder.to(subject.device, subject.dtype))
     run_tag = uuid.uuid4().hex[:8]  # chunks of a crashed run never mix with committed ones
 
     def sink(layer: str, index: int, rows) -> None:
@@ -152,7 +154,7 @@ def activations(context: dg.AssetExecutionContext, subject_model: SubjectModel, 
         manifest = {
             "chunks": chunks, "n_tokens": st.n_tokens, "nnz": st.nnz, "n_latents": st.n_latents,
             **lineage.subject_lineage(subject), "corpus_hash": built.content_hash,
-            "coder_kind": _coder_config(layer).kind, "coder_hash": coders[layer][1].content_hash(),
+            "coder_kind": _coder_config(layer).kind, "coder_hash": coder_hashes[layer],
         }
         store.write_json(layout.manifest_path(layer), manifest)  # the commit point
         for stale in store.list(f"activations/{layer}"):
@@ -161,11 +163,12 @@ def activations(context: dg.AssetExecutionContext, subject_model: SubjectModel, 
         prefix = f"{layer}." if len(layers) > 1 else ""
         metadata |= {f"{prefix}n_tokens": st.n_tokens, f"{prefix}nnz": st.nnz,
                      f"{prefix}density": st.density, f"{prefix}n_chunks": st.n_chunks,
+                     f"{prefix}dropped_over_cap": st.dropped,
                      f"{prefix}coder_hash": manifest["coder_hash"]}
     n_tokens = next(iter(stats.values())).n_tokens
     metadata |= {"tok_per_s": round(n_tokens / seconds, 1), **lineage.subject_lineage(subject),
                  "corpus_hash": built.content_hash}
-    version = lineage.digest([built.content_hash, subject.revision, *[c.content_hash() for _, c in coders.values()]])
+    version = lineage.digest([built.content_hash, subject.revision, *coder_hashes.values()])
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
 
 

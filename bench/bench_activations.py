@@ -61,7 +61,7 @@ def throughput(args: argparse.Namespace) -> None:
         tokens = build_corpus(documents(cfg), subject.tokenizer, cfg).token_array()  # [n_seq, 64]
     seq_ids = np.arange(len(tokens))
     capture = subject.resolve(args.layer)
-    coders = {args.layer: (capture, random_sae(subject.d_model).to(subject.device))}
+    coders = {args.layer: (capture, random_sae(subject.d_model).to(subject.device, subject.dtype))}
     store = ArtifactStore(tempfile.mkdtemp(prefix="bench-acts-"))
 
     def bare() -> float:
