@@ -3,6 +3,8 @@
     demo [--through ASSET] [--layer L] [--range R]   materialise one partition end to end
     layers                                           list the layer partitions
     add-layer NAME [NAME ...]                        register layer partitions (hookpoints)
+    review LAYER RANGE LATENT accept|reject|edit [--text T] [--reviewer NAME]
+                                                     record a human verdict on an explanation
 
 Runs use the persistent Dagster instance in $DAGSTER_HOME (default ./dagster_home),
 so `dagster dev` shows them afterwards with their lineage.
@@ -53,6 +55,39 @@ def demo(layer: str | None, latent_range: str | None, through: str) -> int:
     return 0
 
 
+def review(layer: str, latent_range: str, latent: int, verdict: str, text: str | None, reviewer: str) -> int:
+    """Append the verdict to reviews/<layer>/<range>.parquet and record it on the explanations
+    partition as an observation, so the UI shows who reviewed what, when."""
+    import dagster as dg
+
+    from . import layout
+    from .config import project_config
+    from .definitions import build_resources
+    from .partitions import LATENTS_DIM, LAYER_DIM
+    from .review import ReviewError, add_review
+    from .storage import partition_path
+
+    store = build_resources(project_config())["storage"].store()
+    explanations = layout.read_partition(store, "explanations", layer, latent_range)
+    path = partition_path("reviews", layer, latent_range)
+    history = store.read_parquet(path) if store.exists(path) else None
+    try:
+        updated = add_review(history, explanations, latent, verdict, reviewer, text)  # type: ignore[arg-type]
+    except ReviewError as e:
+        print(f"review not recorded: {e}", file=sys.stderr)
+        return 2
+    store.write_parquet(path, updated)
+    last = updated.row(-1, named=True)
+    instance().report_runless_asset_event(dg.AssetObservation(
+        asset_key="explanations", partition=str(dg.MultiPartitionKey({LAYER_DIM: layer, LATENTS_DIM: latent_range})),
+        metadata={"review_latent": latent, "review_verdict": verdict, "reviewer": reviewer,
+                  "explanation": last["explanation"], "original_explanation": last["original_explanation"],
+                  "prompt_version": last["prompt_version"], "reviews_path": dg.MetadataValue.path(store.uri(path))},
+    ))
+    print(f"{verdict} of latent {latent} recorded by {reviewer} in {store.uri(path)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autointerp_assets")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,10 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("layers", help="list layer partitions")
     p_add = sub.add_parser("add-layer", help="register layer partitions")
     p_add.add_argument("names", nargs="+")
+    p_review = sub.add_parser("review", help="accept, reject or edit an explanation")
+    p_review.add_argument("layer")
+    p_review.add_argument("latent_range")
+    p_review.add_argument("latent", type=int)
+    p_review.add_argument("verdict", choices=["accept", "reject", "edit"])
+    p_review.add_argument("--text", help="the edited explanation (with 'edit')")
+    p_review.add_argument("--reviewer", default=os.environ.get("USER", ""))
     args = parser.parse_args(argv)
 
     if args.command == "demo":
         return demo(args.layer, args.latent_range, args.through)
+    if args.command == "review":
+        return review(args.layer, args.latent_range, args.latent, args.verdict, args.text, args.reviewer)
     from .partitions import layer_partitions
 
     inst = instance()

@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 from .lineage import markdown_table
+from .review import latest_reviews
 from .storage import ArtifactStore
 
 SCORE_COLUMNS = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "detection_auroc", "fuzzing_auroc")
@@ -65,6 +66,16 @@ def build_report(store: ArtifactStore, layer: str) -> Report:
                        for p in stats_files if store.exists(p)])
     table = scores.with_columns(pl.col("latent").cast(pl.Int64)).join(
         stats.with_columns(pl.col("latent").cast(pl.Int64)), on="latent", how="left").sort("latent")
+    explained = [p.replace("scores/", "explanations/", 1) for p in score_files]
+    explanations = pl.concat([store.read_parquet(p).select("latent", "explanation") for p in explained
+                              if store.exists(p)])
+    table = table.join(explanations.with_columns(pl.col("latent").cast(pl.Int64)), on="latent", how="left")
+    reviewed = [p.replace("scores/", "reviews/", 1) for p in score_files]
+    reviews = [store.read_parquet(p) for p in reviewed if store.exists(p)]
+    if reviews:  # a human's verdict stands beside the machine's scores
+        standing = latest_reviews(pl.concat(reviews)).select(
+            "latent", pl.col("verdict").alias("review"), pl.col("explanation").alias("reviewed_explanation"))
+        table = table.join(standing, on="latent", how="left")
     usage = [store.read_json(p) for asset in ("explanations", "scores")
              for p in store.list(f"{asset}/{layer}") if p.endswith(".usage.json")]
     cost = sum(u.get("llm_cost_usd", 0.0) for u in usage)
@@ -76,6 +87,7 @@ def build_report(store: ArtifactStore, layer: str) -> Report:
                 f"unscored {counts.get('unscored', 0)}; failed answers {int(table['n_failed'].sum())}; "
                 f"LLM requests {requests}, cost ${cost:.4f}"]
     metadata: dict[str, Any] = {"n_latents": table.height, "n_ranges": len(score_files),
+                                "n_reviewed": int(table["review"].is_not_null().sum()) if "review" in table.columns else 0,
                                 "n_scored": counts.get("ok", 0), "llm_cost_usd": round(cost, 6),
                                 "llm_requests": requests}
     for score in SCORE_COLUMNS:
@@ -88,7 +100,7 @@ def build_report(store: ArtifactStore, layer: str) -> Report:
         sections += [f"### {score}: histogram (n={len(values)}, mean {metadata[f'mean_{score}']:.3f})",
                      histogram(values),
                      f"### {score} vs firing density", markdown_table(by_frequency(table, score))]
-    shown = [c for c in ("latent", "status", "explanation", "detection_balanced_accuracy",
+    shown = [c for c in ("latent", "status", "explanation", "review", "detection_balanced_accuracy",
                          "fuzzing_balanced_accuracy", "density", "n_failed") if c in table.columns]
     sections += ["### Best explained latents",
                  markdown_table(table.sort("detection_balanced_accuracy", descending=True, nulls_last=True)

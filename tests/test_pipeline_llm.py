@@ -10,9 +10,12 @@ import zlib
 import dagster as dg
 import polars as pl
 import pytest
-
 from conftest import LAYER, RANGE, key, run
 from fake_openai_server import FaultServer
+
+from autointerp_assets.report import build_report
+from autointerp_assets.review import add_review
+from autointerp_assets.storage import ArtifactStore, partition_path
 from resources.llm import LLMResource
 
 pytestmark = pytest.mark.slow
@@ -54,7 +57,16 @@ def test_local_default_through_scores_and_report(data_root, instance):
     assert estimate == explained_meta["llm_requests"] + scores_meta["llm_requests"]
 
     report = metadata(run(["report"], LAYER, data_root, instance), "report")
-    assert report["n_latents"] == 16 and "detection" in report["report"]
+    assert report["n_latents"] == 16 and "detection" in report["report"] and report["n_reviewed"] == 0
+
+    # A human verdict shows up beside the scores in the roll-up.
+    explained = pl.read_parquet(data_root / "explanations" / LAYER / f"{RANGE}.parquet")
+    latent = explained.filter(pl.col("status") == "ok")["latent"][0]
+    store = ArtifactStore(str(data_root))
+    store.write_parquet(partition_path("reviews", LAYER, RANGE), add_review(None, explained, latent, "reject", "ana"))
+    table = build_report(store, LAYER).table
+    assert table.filter(pl.col("latent") == latent)["review"].item() == "reject"
+    assert table["review"].null_count() == 15
 
 
 def plausible_answer(body: dict) -> str:
