@@ -155,6 +155,23 @@ class LLMConfig(_Strict):
     price_per_million_output: float = 0.0
 
 
+class ChecksConfig(_Strict):
+    """Thresholds of the asset checks, and the refresh schedule that re-runs what is stale or missing."""
+
+    max_dead_fraction: float = Field(
+        0.9, ge=0, le=1, description="latent_shards warns when more of a range's latents never fire."
+    )
+    max_latent_density: float = Field(
+        0.5, gt=0, le=1, description="latent_shards warns when a latent fires on more of the tokens (a broken coder)."
+    )
+    max_failure_rate: float = Field(
+        0.5, ge=0, le=1,
+        description="explanations/scores fail, and block what follows, above this share of failed latents or answers.",
+    )
+    refresh_cron: str = Field("0 3 * * *", description="When the refresh schedules run (cron, UTC).")
+    refresh_max_runs: int = Field(16, gt=0, description="Most runs one refresh schedule requests per tick.")
+
+
 class ProjectConfig(_Strict):
     subject_model: SubjectModelConfig = SubjectModelConfig()
     hookpoints: dict[str, CoderConfig] = Field(
@@ -169,6 +186,7 @@ class ProjectConfig(_Strict):
     llm: LLMConfig = LLMConfig()
     storage_root: str = Field("data", description="Local path (relative to the config's cwd) or s3://bucket/prefix.")
     activation_chunk_tokens: int = Field(16_384, gt=0, description="Tokens per activations chunk file.")
+    checks: ChecksConfig = ChecksConfig()
 
     @field_validator("hookpoints")
     @classmethod

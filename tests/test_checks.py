@@ -50,7 +50,7 @@ def test_shard_stats_checks():
     assert not checks.dead_fraction(_stats([0, 0, 0, 9]), max_fraction=0.5).passed
     assert checks.density_bounds(_stats([10, 40]), max_density=0.5).passed
     too_dense = checks.density_bounds(_stats([10, 60]), max_density=0.5)
-    assert not too_dense.passed and too_dense.metadata["too_dense"].data == [1]
+    assert not too_dense.passed and too_dense.metadata["too_dense"] == [1]
     assert not checks.density_bounds(_stats([10, 120]), max_density=1.0).passed  # density > 1: corrupt stats
     assert checks.not_empty(_stats([0, 3])).passed
     assert not checks.not_empty(_stats([0, 0])).passed
@@ -62,14 +62,14 @@ def test_schema_check_names_missing_and_mistyped_columns():
     outcome = checks.schema_matches(broken, CONTEXT_SCHEMA)
     assert not outcome.passed and "acts" in outcome.description and "seq" in outcome.description
     extra = checks.schema_matches(_explanations(["ok"]).with_columns(pl.lit(1).alias("new")), EXPLANATION_SCHEMA)
-    assert extra.passed and extra.metadata["extra_columns"].data == ["new"]
+    assert extra.passed and extra.metadata["extra_columns"] == ["new"]
 
 
 def test_splits_disjoint():
     clean = _contexts([(0, "explain", 0, 0), (0, "test", 0, 4), (0, "test", 1, 0), (1, "explain", 0, 0)])
     assert checks.splits_disjoint(clean).passed  # the same window may serve two latents
     shared = checks.splits_disjoint(_contexts([(0, "explain", 0, 0), (0, "test", 0, 0)]))
-    assert not shared.passed and shared.metadata["latents_affected"].data == [0]
+    assert not shared.passed and shared.metadata["latents_affected"] == [0]
     overlap = checks.splits_disjoint(_contexts([(2, "explain", 5, 0), (2, "test", 5, 3)]))
     assert not overlap.passed and "1 overlapping" in overlap.description
 

@@ -1,17 +1,21 @@
-"""Latent ranges of one layer as concurrent runs: the multiprocess executor (a process per step,
-each loading the code location from $AUTOINTERP_CONFIG) against an on-disk instance built
-from the repo's dagster.yaml, as the daemon would launch them."""
+"""Latent ranges of one layer as concurrent runs, each in its own process with the multiprocess
+executor (a process per step, each loading the code location from $AUTOINTERP_CONFIG),
+against one on-disk instance built from the repo's dagster.yaml.
+
+Runs are separate processes, as a run launcher starts them: `dagster.execute_job` is not
+thread-safe (its logging setup deadlocks across threads)."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from autointerp_assets.config import project_config
 from autointerp_assets.definitions import all_assets, build_resources
@@ -21,7 +25,6 @@ from resources.storage import Storage
 REPO = Path(__file__).parents[1]
 LAYER = "layers.3.mlp"  # raw MLP neurons: no SAE to train first
 RANGES = ["00000-00015", "00016-00031", "00032-00047"]
-JOB = "latent_shards_to_scores_job"
 
 
 @pytest.fixture(scope="module")
@@ -48,29 +51,35 @@ def project(tmp_path_factory):
     env.undo()
 
 
-def _run(instance: dg.DagsterInstance, latent_range: str) -> dg.JobExecutionResult:
-    job = ReconstructableRepository.for_module(
-        "autointerp_assets.definitions", "defs", working_directory=str(REPO)).get_reconstructable_job(JOB)
-    tags = {"dagster/partition": f"{latent_range}|{LAYER}", "dagster/partition/layer": LAYER,
-            "dagster/partition/latents": latent_range}
-    return dg.execute_job(job, instance, tags=tags, asset_selection=[dg.AssetKey("latent_shards")])
+def _materialise(latent_range: str) -> subprocess.Popen:
+    """What an operator runs: one run of one partition, in its own process."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "autointerp_assets.definitions",
+         "--select", "latent_shards", "--partition", f"{latent_range}|{LAYER}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
 
 
 def test_latent_ranges_run_concurrently(project):
     instance = project
-    with ThreadPoolExecutor(len(RANGES)) as pool:
-        results = list(pool.map(lambda r: _run(instance, r), RANGES))
-    assert all(r.success for r in results), [r.run_id for r in results if not r.success]
-    runs = [instance.get_run_record_by_id(r.run_id) for r in results]
-    spans = sorted((run.start_time, run.end_time) for run in runs)
-    assert all(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), "the runs did not overlap"
+    procs = [_materialise(r) for r in RANGES]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(RANGES), outputs[-1][-3000:]
 
-    for r, latent_range in zip(results, RANGES):
-        materialisations = r.get_asset_materialization_events()
-        assert [m.partition for m in materialisations] == [f"{latent_range}|{LAYER}"]
-        metadata = materialisations[0].materialization.metadata
+    runs = [r.dagster_run for r in instance.get_run_records() if "dagster/partition/latents" in r.dagster_run.tags]
+    assert sorted(run.tags["dagster/partition"] for run in runs) == [f"{r}|{LAYER}" for r in RANGES]
+    assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+    records = [instance.get_run_record_by_id(run.run_id) for run in runs]
+    spans = sorted((rec.start_time, rec.end_time) for rec in records)
+    assert all(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), "the runs did not overlap"
+
+    for run in runs:
+        materialised = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+        metadata = materialised[0].event_log_entry.asset_materialization.metadata
         assert set(MANIFEST_LINEAGE_KEYS) <= set(metadata)  # lineage reaches every range partition
-        checks = {e.check_name: e.passed for e in r.get_asset_check_evaluations()}
+        evaluated = instance.get_records_for_run(
+            run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
+        checks = {r.event_log_entry.dagster_event.asset_check_evaluation_data.check_name:
+                  r.event_log_entry.dagster_event.asset_check_evaluation_data.passed for r in evaluated}
         assert set(checks) == {"not_empty", "dead_fraction", "density_bounds"} and checks["not_empty"]
-    assert {p for p in instance.get_materialized_partitions(dg.AssetKey("latent_shards"))} == {
-        f"{r}|{LAYER}" for r in RANGES}

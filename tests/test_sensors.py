@@ -15,10 +15,10 @@ import torch
 import yaml
 
 from autointerp_assets.config import load_config
-from autointerp_assets.definitions import _graph, _jobs, defs
+from autointerp_assets.definitions import defs, jobs, pipeline
 from autointerp_assets.sparse_coders import TopKSAE, save_topk_sae
 from resources.storage import Storage
-from sensors import build_hookpoint_sensor, build_model_update_sensor
+from sensors import build_hookpoint_sensor, build_model_update_sensor, build_source_assets
 from sensors.planner import Graph, Node, Scope, plan
 from sensors.refresh import refresh_requests
 
@@ -87,7 +87,7 @@ def test_model_update_reruns_only_affected_partitions(project):
         _materialised(instance, asset, TOPK, NEURONS)
     for asset in ("latent_shards", "contexts"):  # one range was taken as far as contexts
         _materialised(instance, asset, (TOPK, R0))
-    sensor = build_model_update_sensor(cfg, _graph, list(_jobs.values()))
+    sensor = build_model_update_sensor(cfg, pipeline, list(jobs.values()))
 
     first, cursor = _tick(sensor, instance, tmp_path, None)
     assert not first.run_requests  # the first sighting is the baseline, nothing was built from another revision
@@ -121,13 +121,31 @@ def test_model_update_reruns_only_affected_partitions(project):
     assert not _tick(sensor, instance, tmp_path, cursor)[0].run_requests
 
 
+def test_observing_the_sources_gives_the_sensors_revisions(project):
+    """The UI's "Observe sources" records the same data versions the sensor compares."""
+    from dagster._core.definitions.observe import observe
+
+    tmp_path, cfg = project
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("layer", [TOPK, NEURONS])
+    result = observe(build_source_assets(cfg), instance=instance,
+                     resources={"storage": Storage(root=str(tmp_path / "data"))})
+    assert result.success
+    observed = {(e.asset_key.to_user_string(), e.partition): e.tags["dagster/data_version"]
+                for e in (ev.asset_observation_data.asset_observation for ev in result.get_asset_observation_events())}
+    _, cursor = _tick(build_model_update_sensor(cfg, pipeline, list(jobs.values())), instance, tmp_path, None)
+    seen = json.loads(cursor)["revisions"]
+    assert observed == {("subject_model_source", None): seen["subject_model"],
+                        ("sparse_coder_source", TOPK): seen[f"coder:{TOPK}"]}
+
+
 def test_model_update_waits_for_a_layer_run_in_flight(project):
     tmp_path, cfg = project
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("layer", [TOPK, NEURONS])
     for asset in ("corpus", "sparse_coder", "activations"):
         _materialised(instance, asset, *([None] if asset == "corpus" else [TOPK]))
-    sensor = build_model_update_sensor(cfg, _graph, list(_jobs.values()))
+    sensor = build_model_update_sensor(cfg, pipeline, list(jobs.values()))
     _, cursor = _tick(sensor, instance, tmp_path, None)
     _sae(tmp_path / "sae", seed=2)
     run = instance.create_run_for_job(defs.get_job_def("sparse_coder_to_activations_job"),
@@ -143,10 +161,10 @@ def test_refresh_fills_missing_in_order(project):
     _, cfg = project
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("layer", [TOPK])
-    groups = {job.name: group for group, job in _jobs.items()}
+    groups = {job.name: group for group, job in jobs.items()}
 
     def requested(job: str):
-        out = refresh_requests(instance, cfg, _graph, groups[job])
+        out = refresh_requests(instance, cfg, pipeline, groups[job])
         return [] if isinstance(out, dg.SkipReason) else sorted(str(r.partition_key) for r in out)
 
     assert requested("corpus_job") == ["None"] and requested("sparse_coder_to_activations_job") == []
