@@ -21,10 +21,16 @@ STAGES = ["corpus", "sparse_coder", "activations", "latent_shards", "contexts", 
 
 
 def instance():
+    """The persistent instance in $DAGSTER_HOME, set up with the repo's dagster.yaml on first use."""
+    import shutil
+
     import dagster as dg
 
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
+    template = Path(__file__).resolve().parents[1] / "dagster.yaml"
+    if template.exists() and not (home / "dagster.yaml").exists():
+        shutil.copy(template, home / "dagster.yaml")
     return dg.DagsterInstance.get()
 
 

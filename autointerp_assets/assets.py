@@ -33,6 +33,12 @@ from .storage import ArtifactStore, partition_path
 from .train_sae import train_topk_sae
 
 CFG = project_config()
+# On k8s (deploy/), only the GPU steps ask for a GPU.
+GPU_OP_TAGS = {"dagster-k8s/config": {
+    "container_config": {"resources": {"requests": {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": "1"},
+                                       "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}},
+    "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+}}
 
 
 def _layer_range(context: dg.AssetExecutionContext) -> tuple[str, str]:
@@ -81,7 +87,7 @@ def corpus(context: dg.AssetExecutionContext, subject_model: SubjectModel, stora
             "n_tokens": built.n_tokens,
             "n_documents": built.windows["doc_id"].n_unique(),
             "windows_by_split": dg.MetadataValue.json(dict(zip(*splits.to_dict(as_series=False).values()))),
-            "tokenizer": subject.model_id,
+            **lineage.subject_lineage(subject),
             "path": dg.MetadataValue.path(store.uri(layout.CORPUS_WINDOWS)),
         },
         data_version=dg.DataVersion(built.content_hash),
@@ -90,7 +96,7 @@ def corpus(context: dg.AssetExecutionContext, subject_model: SubjectModel, stora
 
 @dg.asset(
     partitions_def=layer_partitions, deps=[corpus], code_version="1", group_name="data", pool="gpu",
-    kinds={"pytorch", "safetensors"},
+    op_tags=GPU_OP_TAGS, kinds={"pytorch", "safetensors"},
 )
 def sparse_coder(context: dg.AssetExecutionContext, subject_model: SubjectModel, storage: Storage) -> dg.MaterializeResult:
     """The layer's sparse coder: loaded from a path, raw MLP neurons, or a TopK SAE trained here."""
@@ -124,7 +130,7 @@ def sparse_coder(context: dg.AssetExecutionContext, subject_model: SubjectModel,
 
 @dg.asset(
     partitions_def=layer_partitions, deps=[corpus, sparse_coder], code_version="1", group_name="data", pool="gpu",
-    backfill_policy=dg.BackfillPolicy.single_run(), kinds={"pytorch", "parquet"},
+    op_tags=GPU_OP_TAGS, backfill_policy=dg.BackfillPolicy.single_run(), kinds={"pytorch", "parquet"},
 )
 def activations(context: dg.AssetExecutionContext, subject_model: SubjectModel, storage: Storage) -> dg.MaterializeResult:
     """Non-zero (seq, pos, latent, value) per layer, in chunks. A backfill of several
@@ -155,6 +161,7 @@ def activations(context: dg.AssetExecutionContext, subject_model: SubjectModel, 
             "chunks": chunks, "n_tokens": st.n_tokens, "nnz": st.nnz, "n_latents": st.n_latents,
             **lineage.subject_lineage(subject), "corpus_hash": built.content_hash,
             "coder_kind": _coder_config(layer).kind, "coder_hash": coder_hashes[layer],
+            "coder_id": getattr(_coder_config(layer), "path", _coder_config(layer).kind),
         }
         store.write_json(layout.manifest_path(layer), manifest)  # the commit point
         for stale in store.list(f"activations/{layer}"):
@@ -279,6 +286,9 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, sto
             **lineage.from_manifest(manifest),
             **_llm_lineage(client, [EXPLAIN_PROMPT]),
             "explainer": CFG.explainer.kind,
+            "explainer_config": dg.MetadataValue.json(CFG.explainer.model_dump()),
+            "sampling_config": dg.MetadataValue.json(CFG.sampling.model_dump()),
+            "latent_selection": dg.MetadataValue.json(config.model_dump()),
             "n_explained": counts.get("ok", 0), "n_failed": counts.get("failed", 0),
             "n_skipped": counts.get("skipped", 0),
             "preview": dg.MetadataValue.md(lineage.markdown_table(
@@ -314,6 +324,8 @@ def scores(context: dg.AssetExecutionContext, storage: Storage, llm: LLMResource
             **_llm_lineage(client, [EXPLAIN_PROMPT, *CFG.scorer.kinds]),
             "explainer_model": explained["explainer_model"][0] if explained.height else "",
             "scorer_model": client.model_name,
+            "scorer_config": dg.MetadataValue.json(CFG.scorer.model_dump()),
+            "sampling_seed": CFG.sampling.seed,
             "n_scored": counts.get("ok", 0), "n_failed_latents": counts.get("failed", 0),
             "n_unscored": counts.get("unscored", 0), "n_failed_answers": int(table["n_failed"].sum()),
             **means,
@@ -336,7 +348,8 @@ def report(context: dg.AssetExecutionContext, storage: Storage) -> dg.Materializ
     path = f"report/{layer}/summary.parquet"
     store.write_parquet(path, summary.table)
     return dg.MaterializeResult(
-        metadata={**summary.metadata, "report": dg.MetadataValue.md(summary.markdown),
+        metadata={**lineage.from_manifest(layout.read_manifest(store, layer)), **summary.metadata,
+                  "report": dg.MetadataValue.md(summary.markdown),
                   "path": dg.MetadataValue.path(store.uri(path))},
         data_version=dg.DataVersion(lineage.frame_digest(summary.table)),
     )

@@ -106,7 +106,7 @@ class CorpusConfig(_Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _source_inputs(self) -> "CorpusConfig":
+    def _source_inputs(self) -> CorpusConfig:
         if self.source in ("files", "jsonl", "parquet") and not self.paths:
             raise ValueError(f"corpus.source '{self.source}' needs corpus.paths (files or globs)")
         if self.source == "hub" and not self.dataset:

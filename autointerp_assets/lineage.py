@@ -10,7 +10,7 @@ import polars as pl
 
 from .subject import Subject
 
-MANIFEST_LINEAGE_KEYS = ("model_id", "model_revision", "corpus_hash", "coder_kind", "coder_hash")
+MANIFEST_LINEAGE_KEYS = ("model_id", "model_revision", "corpus_hash", "coder_kind", "coder_id", "coder_hash")
 
 
 def subject_lineage(subject: Subject) -> dict[str, str]:

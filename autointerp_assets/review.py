@@ -8,7 +8,7 @@ kept, and the prompt version that produced it, so a reviewed explanation keeps i
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Literal
 
 import polars as pl
@@ -50,7 +50,7 @@ def add_review(history: pl.DataFrame | None, explanations: pl.DataFrame, latent:
         "explanation": edited.strip() if verdict == "edit" and edited else row["explanation"],
         "original_explanation": row["explanation"], "prompt_version": row["prompt_version"],
         "explainer_model": row["explainer_model"], "reviewer": reviewer,
-        "reviewed_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        "reviewed_at": (now or datetime.now(UTC)).isoformat(timespec="seconds"),
     }], schema=REVIEW_SCHEMA)
     return review if history is None else pl.concat([history, review])
 

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from fake_openai_server import FaultServer
 
 from autointerp_assets.llm_api import ChatRequest
 from autointerp_assets.llm_client import OpenAICompatibleLLM, ResponseCache
 from autointerp_assets.storage import ArtifactStore
-from fake_openai_server import FaultServer
 from resources.llm import LLMResource
 
 SECRET = "sk-test-SECRET-0123456789abcdef"

@@ -4,11 +4,11 @@ import dagster as dg
 import polars as pl
 import pytest
 import torch
+from conftest import LAYER, RANGE, key, run
 
 from autointerp_assets import assets
 from autointerp_assets.config import TopKCoderConfig
 from autointerp_assets.sparse_coders import TopKSAE, save_topk_sae
-from conftest import LAYER, RANGE, key, run
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def test_data_half_writes_shards_and_contexts(data_root, instance):
     # Every latent is accounted for: sampled or skipped with a reason.
     assert set(examples["latent"]) | set(skipped["latent"]) == set(range(16))
     assert skipped["reason"].null_count() == 0
-    for latent, group in examples.group_by("latent"):
+    for _, group in examples.group_by("latent"):
         explain = set(group.filter(pl.col("split") == "explain").select("seq", "start").iter_rows())
         test = set(group.filter(pl.col("split") == "test").select("seq", "start").iter_rows())
         assert explain and test and not explain & test

@@ -38,7 +38,7 @@ def test_local_default_through_scores_and_report(data_root, instance):
         assert column in scores.columns
     assert set(scores["status"]) <= {"ok", "failed", "unscored"}
     # Lineage: which model, SAE, corpus, prompts and LLM produced these scores.
-    for field in ("model_id", "model_revision", "coder_hash", "corpus_hash", "prompt_versions", "llm_model",
+    for field in ("model_id", "model_revision", "coder_id", "coder_hash", "corpus_hash", "prompt_versions", "llm_model",
                   "scorer_model", "explainer_model"):
         assert scores_meta[field], field
     assert set(scores_meta["prompt_versions"]) >= {"detection", "fuzzing"}

@@ -1,4 +1,4 @@
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
@@ -15,7 +15,7 @@ EXPLANATIONS = pl.DataFrame(
       "explainer_model": "m", "prompt_version": "abc", "n_examples": 10}],
     schema=EXPLANATION_SCHEMA,
 )
-NOW = datetime(2026, 11, 27, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, tzinfo=UTC)
 
 
 def test_history_keeps_every_review_and_the_latest_stands():
