@@ -95,6 +95,14 @@ def review(layer: str, latent_range: str, latent: int, verdict: str, text: str |
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
+    import dagster as dg
+
+    # The beta/preview APIs we rely on (multi-partition mappings, partitioned checks) warn on
+    # every import; operators need the run's own output, not that.
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     parser = argparse.ArgumentParser(prog="python -m autointerp_assets")
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="materialise one partition end to end")
