@@ -3,7 +3,8 @@
     python bench/bench_activations.py throughput [--tokens 32768] [--layer layers.6]
         tok/s of the activations stage (forward + TopK encode + parquet chunks written
         to a store) divided by a bare forward pass to the same hookpoint, same batch,
-        dtype and device. Rounds alternate so drift hits both sides equally.
+        dtype and device. Rounds alternate which side runs first, so drift hits both
+        sides equally; medians are compared.
     python bench/bench_activations.py memory [--small 50000 --large 200000]
         peak RSS of a process that materialises only the `activations` asset (Dagster,
         real corpus, real SmolLM2) at two corpus sizes; prints large/small.
@@ -78,9 +79,9 @@ def throughput(args: argparse.Namespace) -> None:
 
     bare(), ours()  # warm-up: allocator, thread pools, page cache
     times: dict[str, list[float]] = {"bare": [], "ours": []}
-    for _ in range(args.rounds):
-        times["bare"].append(bare())
-        times["ours"].append(ours())
+    for r in range(args.rounds):  # alternate which side goes first, so order effects cancel
+        for side in (("bare", "ours") if r % 2 == 0 else ("ours", "bare")):
+            times[side].append(bare() if side == "bare" else ours())
     n = tokens.size
     med = {k: float(np.median(v)) for k, v in times.items()}
     print(f"device {torch.cuda.get_device_name() if subject.device.type == 'cuda' else 'cpu'}: tokens per pass {n}, batch {args.batch_size}, dtype {args.dtype}, device {args.device}, "
