@@ -43,12 +43,17 @@ def transformers_serve(model_dir: str, log_path: Path, start_timeout_s: float = 
         _wait_healthy(proc, f"http://127.0.0.1:{port}/health", log_path, start_timeout_s)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc)
+
+
+def stop_process_group(proc: subprocess.Popen, timeout_s: float = 15) -> None:
+    """SIGTERM the process group started with start_new_session=True; SIGKILL what lingers."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _wait_healthy(proc: subprocess.Popen, url: str, log_path: Path, timeout_s: float) -> None:

@@ -4,22 +4,18 @@ small config is selected here, before anything imports autointerp_assets."""
 from __future__ import annotations
 
 import os
-import socket
+import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+from autointerp_assets.local_server import free_port
+
 TESTS = Path(__file__).parent
 os.environ.setdefault("AUTOINTERP_CONFIG", str(TESTS / "data" / "small.yaml"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -85,3 +81,31 @@ def data_root(tmp_path_factory, instance):
     run(["latent_shards"], key(), root, instance)
     run(["contexts"], key(), root, instance)
     return root
+
+
+def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]]) -> tuple[dg.DagsterInstance, pytest.MonkeyPatch]:
+    """A $DAGSTER_HOME under `root` with the repo's dagster.yaml, a copy of the test config whose
+    storage root is under `root` (set as $AUTOINTERP_CONFIG, for processes that load the code
+    location), the layer registered, and `upstream` (asset, partition key) materialised in-process.
+    The caller undoes the returned MonkeyPatch when done."""
+    import yaml
+
+    from autointerp_assets.config import project_config
+    from autointerp_assets.definitions import all_assets, build_resources
+    from resources.storage import Storage
+
+    home = root / "dagster_home"
+    home.mkdir()
+    shutil.copy(TESTS.parent / "dagster.yaml", home)
+    raw = yaml.safe_load((TESTS / "data" / "small.yaml").read_text())
+    raw["storage_root"] = str(root / "data")
+    (root / "autointerp.yaml").write_text(yaml.safe_dump(raw))
+    env = pytest.MonkeyPatch()
+    env.setenv("DAGSTER_HOME", str(home))
+    env.setenv("AUTOINTERP_CONFIG", str(root / "autointerp.yaml"))
+    instance = dg.DagsterInstance.get()
+    instance.add_dynamic_partitions("layer", [layer])
+    resources = {**build_resources(project_config()), "storage": Storage(root=str(root / "data"))}
+    for asset, key in upstream:
+        dg.materialize(all_assets, selection=[asset], partition_key=key, resources=resources, instance=instance)
+    return instance, env

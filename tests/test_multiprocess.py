@@ -8,19 +8,15 @@ thread-safe (its logging setup deadlocks across threads)."""
 from __future__ import annotations
 
 import itertools
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
+from conftest import on_disk_project
 
-from autointerp_assets.config import project_config
-from autointerp_assets.definitions import all_assets, build_resources
 from autointerp_assets.lineage import MANIFEST_LINEAGE_KEYS
-from resources.storage import Storage
 
 REPO = Path(__file__).parents[1]
 LAYER = "layers.3.mlp"  # raw MLP neurons: no SAE to train first
@@ -31,21 +27,8 @@ RANGES = ["00000-00015", "00016-00031", "00032-00047"]
 def project(tmp_path_factory):
     """An instance in a temp $DAGSTER_HOME and a config whose storage root is in tmp, with
     corpus, sparse_coder and activations of LAYER materialised in-process."""
-    root = tmp_path_factory.mktemp("multiprocess")
-    home = root / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home)
-    raw = yaml.safe_load((REPO / "tests" / "data" / "small.yaml").read_text())
-    raw["storage_root"] = str(root / "data")
-    (root / "autointerp.yaml").write_text(yaml.safe_dump(raw))
-    env = pytest.MonkeyPatch()
-    env.setenv("DAGSTER_HOME", str(home))
-    env.setenv("AUTOINTERP_CONFIG", str(root / "autointerp.yaml"))  # read by the step processes
-    instance = dg.DagsterInstance.get()
-    instance.add_dynamic_partitions("layer", [LAYER])
-    resources = {**build_resources(project_config()), "storage": Storage(root=str(root / "data"))}
-    for asset, key in (("corpus", None), ("sparse_coder", LAYER), ("activations", LAYER)):
-        dg.materialize(all_assets, selection=[asset], partition_key=key, resources=resources, instance=instance)
+    instance, env = on_disk_project(tmp_path_factory.mktemp("multiprocess"), LAYER,
+                                    [("corpus", None), ("sparse_coder", LAYER), ("activations", LAYER)])
     yield instance
     instance.dispose()
     env.undo()

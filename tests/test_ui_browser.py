@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,11 +20,9 @@ from urllib.parse import quote
 
 import dagster as dg
 import pytest
-import yaml
+from conftest import on_disk_project
 
-from autointerp_assets.config import project_config
-from autointerp_assets.definitions import all_assets, build_resources
-from resources.storage import Storage
+from autointerp_assets.local_server import free_port, stop_process_group
 
 sync_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
@@ -45,12 +40,6 @@ mutation Launch($params: ExecutionParams!) {
     ... on Error { message }
   }
 }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120) -> None:
@@ -71,25 +60,12 @@ def ui(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
     root = tmp_path_factory.mktemp("ui")
-    home = root / "dagster_home"
-    home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", home)
-    raw = yaml.safe_load((REPO / "tests" / "data" / "small.yaml").read_text())
-    raw["storage_root"] = str(root / "data")
-    (root / "autointerp.yaml").write_text(yaml.safe_dump(raw))
-    env = pytest.MonkeyPatch()
-    env.setenv("DAGSTER_HOME", str(home))
-    env.setenv("AUTOINTERP_CONFIG", str(root / "autointerp.yaml"))
-
-    instance = dg.DagsterInstance.get()
-    instance.add_dynamic_partitions("layer", [LAYER])
-    resources = {**build_resources(project_config()), "storage": Storage(root=str(root / "data"))}
-    for asset, key in (("corpus", None), ("sparse_coder", LAYER), ("activations", LAYER),
-                       ("latent_shards", dg.MultiPartitionKey({"layer": LAYER, "latents": RANGE}))):
-        dg.materialize(all_assets, selection=[asset], partition_key=key, resources=resources, instance=instance)
+    instance, env = on_disk_project(root, LAYER, [
+        ("corpus", None), ("sparse_coder", LAYER), ("activations", LAYER),
+        ("latent_shards", dg.MultiPartitionKey({"layer": LAYER, "latents": RANGE}))])
     instance.dispose()
 
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     log = root / "dagster-dev.log"
     with log.open("w") as out:
         # Its own session, so one signal to the group stops webserver, daemon and code server.
@@ -102,11 +78,7 @@ def ui(tmp_path_factory):
         _wait_until_up(url, proc, log)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc, timeout_s=30)
         env.undo()
 
 
