@@ -54,7 +54,7 @@ def key(layer=LAYER, latent_range=RANGE):
     return dg.MultiPartitionKey({LAYER_DIM: layer, LATENTS_DIM: latent_range})
 
 
-def run(selection, partition_key, root, instance, raise_on_error=True, **resources):
+def run(selection, partition_key, root, instance, raise_on_error=True, tags=None, **resources):
     """Materialise `selection` into a storage root, with the project's resources unless overridden."""
     from autointerp_assets import assets
     from autointerp_assets.definitions import all_assets, build_resources
@@ -62,7 +62,7 @@ def run(selection, partition_key, root, instance, raise_on_error=True, **resourc
 
     resources = build_resources(assets.CFG) | {"storage": Storage(root=str(root))} | resources
     return dg.materialize(all_assets, selection=selection, partition_key=partition_key, resources=resources,
-                          instance=instance, raise_on_error=raise_on_error)
+                          instance=instance, raise_on_error=raise_on_error, tags=tags)
 
 
 @pytest.fixture(scope="session")

@@ -95,3 +95,17 @@ def test_empty_corpus_fails_and_writes_nothing(tmp_path, instance, monkeypatch):
     result = run(["corpus"], None, tmp_path / "store", instance, raise_on_error=False)
     assert not result.success and "no window of 64 tokens" in failure_text(result)
     assert not (tmp_path / "store").exists()
+
+
+def test_one_run_backfills_several_layers_with_one_forward_pass(data_root, instance):
+    import json
+
+    run(["sparse_coder"], "layers.3.mlp", data_root, instance)
+    result = run(["activations"], None, data_root, instance, tags={
+        "dagster/asset_partition_range_start": LAYER, "dagster/asset_partition_range_end": "layers.3.mlp"})
+    (event,) = result.get_asset_materialization_events()[:1]
+    assert event.materialization.metadata["layers"].value == "layers.3, layers.3.mlp"  # one step, both layers
+    assert len(result.get_asset_materialization_events()) == 2
+    for layer in (LAYER, "layers.3.mlp"):
+        manifest = json.loads((data_root / "activations" / layer / "manifest.json").read_text())
+        assert manifest["n_tokens"] > 0 and manifest["chunks"]
