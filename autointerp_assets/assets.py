@@ -4,6 +4,7 @@ storage, call the stage's pure function, write atomically, report lineage."""
 
 import time
 import uuid
+from functools import cache
 
 import dagster as dg
 
@@ -16,6 +17,7 @@ from . import layout, lineage, shards
 from .activations import collect_hidden, stream_activations
 from .config import NeuronsCoderConfig, TopKCoderConfig, TrainTopKCoderConfig, project_config
 from .cost import estimate_cost
+from .embedding import SentenceEncoder, score_embedding
 from .explaining import explain_latents, select_latents
 from .partitions import (
     LATENTS_DIM,
@@ -299,12 +301,17 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, sto
     )
 
 
+@cache
+def _sentence_encoder() -> SentenceEncoder:
+    return SentenceEncoder()
+
+
 @dg.asset(
     partitions_def=layer_latent_partitions, deps=[explanations, contexts], code_version="1", group_name="llm",
     pool="llm", kinds={"openai", "parquet"},
 )
 def scores(context: dg.AssetExecutionContext, storage: Storage, llm: LLMResource) -> dg.MaterializeResult:
-    """Detection and fuzzing scores of each explanation on the held-out test examples."""
+    """Detection, fuzzing and embedding scores of each explanation on the held-out test examples."""
     layer, key = _layer_range(context)
     store = storage.store()
     manifest = layout.read_manifest(store, layer)
@@ -312,6 +319,8 @@ def scores(context: dg.AssetExecutionContext, storage: Storage, llm: LLMResource
     explained = layout.read_partition(store, "explanations", layer, key)
     client = llm.build(store)
     table = score_latents(examples, explained, client, CFG.scorer, CFG.sampling.seed)
+    if "embedding" in CFG.scorer.kinds:
+        table = table.join(score_embedding(examples, explained, _sentence_encoder()), on="latent", how="left")
     path = partition_path("scores", layer, key)
     store.write_parquet(path, table)
     store.write_json(partition_path("scores", layer, key, "usage.json"), client.usage.as_metadata())
@@ -321,7 +330,8 @@ def scores(context: dg.AssetExecutionContext, storage: Storage, llm: LLMResource
     return dg.MaterializeResult(
         metadata={
             **lineage.from_manifest(manifest),
-            **_llm_lineage(client, [EXPLAIN_PROMPT, *CFG.scorer.kinds]),
+            **_llm_lineage(client, [EXPLAIN_PROMPT, *(k for k in CFG.scorer.kinds if k in PROMPT_VERSIONS)]),
+            **({"embedding_model": _sentence_encoder().name} if "embedding" in CFG.scorer.kinds else {}),
             "explainer_model": explained["explainer_model"][0] if explained.height else "",
             "scorer_model": client.model_name,
             "scorer_config": dg.MetadataValue.json(CFG.scorer.model_dump()),

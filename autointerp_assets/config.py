@@ -136,7 +136,10 @@ class ExplainerConfig(_Strict):
 
 
 class ScorerConfig(_Strict):
-    kinds: list[Literal["detection", "fuzzing"]] = Field(default_factory=lambda: ["detection", "fuzzing"])
+    kinds: list[Literal["detection", "fuzzing", "embedding"]] = Field(
+        default_factory=lambda: ["detection", "fuzzing", "embedding"],
+        description="detection and fuzzing ask the LLM; embedding ranks windows by similarity to the explanation.",
+    )
     examples_per_prompt: int = Field(5, ge=1)
 
 

@@ -16,7 +16,8 @@ from .lineage import markdown_table
 from .review import latest_reviews
 from .storage import ArtifactStore
 
-SCORE_COLUMNS = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "detection_auroc", "fuzzing_auroc")
+SCORE_COLUMNS = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "detection_auroc", "fuzzing_auroc",
+                 "embedding_auroc")
 _BAR = "█"
 
 

@@ -34,12 +34,13 @@ def test_local_default_through_scores_and_report(data_root, instance):
 
     scores = pl.read_parquet(data_root / "scores" / LAYER / f"{RANGE}.parquet")
     assert sorted(scores["latent"]) == list(range(16))  # one row per latent
-    for column in ("detection_balanced_accuracy", "fuzzing_f1", "detection_auroc", "n_failed", "status"):
+    for column in ("detection_balanced_accuracy", "fuzzing_f1", "detection_auroc", "embedding_auroc", "n_failed",
+                   "status"):
         assert column in scores.columns
     assert set(scores["status"]) <= {"ok", "failed", "unscored"}
     # Lineage: which model, SAE, corpus, prompts and LLM produced these scores.
     for field in ("model_id", "model_revision", "coder_id", "coder_hash", "corpus_hash", "prompt_versions", "llm_model",
-                  "scorer_model", "explainer_model"):
+                  "scorer_model", "explainer_model", "embedding_model"):
         assert scores_meta[field], field
     assert set(scores_meta["prompt_versions"]) >= {"detection", "fuzzing"}
 
