@@ -5,6 +5,10 @@
         to a store) divided by a bare forward pass to the same hookpoint, same batch,
         dtype and device. Rounds alternate which side runs first, so drift hits both
         sides equally; medians are compared.
+    python bench/bench_activations.py versus REV [--tokens 16384] [--rounds 4]
+        the activations stage of this tree against git revision REV (the previous
+        version): each round runs `throughput --json` once in each tree, as separate
+        processes, alternating which goes first; prints this/previous.
     python bench/bench_activations.py memory [--small 50000 --large 200000]
         peak RSS of a process that materialises only the `activations` asset (Dagster,
         real corpus, real SmolLM2) at two corpus sizes; prints large/small.
@@ -89,6 +93,30 @@ def throughput(args: argparse.Namespace) -> None:
     print(f"bare forward to hookpoint : {n / med['bare']:8.0f} tok/s  (median of {times['bare']})")
     print(f"activations stage          : {n / med['ours']:8.0f} tok/s  (median of {times['ours']})")
     print(f"ratio ours/bare            : {med['bare'] / med['ours']:.3f}")
+    if args.json:
+        print(json.dumps({"ours_tok_s": n / med["ours"], "bare_tok_s": n / med["bare"]}))
+
+
+def versus(args: argparse.Namespace) -> None:
+    previous = Path(tempfile.mkdtemp(prefix="bench-prev-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(previous)], input=archive, check=True)
+
+    def one(tree: Path) -> dict[str, float]:
+        out = subprocess.run([sys.executable, str(tree / "bench" / "bench_activations.py"), "throughput", "--json",
+                              "--tokens", str(args.tokens), "--rounds", "1"],
+                             cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, check=True,
+                             capture_output=True, text=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    runs: dict[str, list[dict[str, float]]] = {"this": [], "previous": []}
+    for r in range(args.rounds):
+        for side in (("this", "previous") if r % 2 == 0 else ("previous", "this")):
+            runs[side].append(one(ROOT if side == "this" else previous))
+    med = {side: float(np.median([x["ours_tok_s"] for x in xs])) for side, xs in runs.items()}
+    print(f"activations stage, this tree : {med['this']:8.0f} tok/s")
+    print(f"activations stage, {args.rev:<10}: {med['previous']:8.0f} tok/s")
+    print(f"ratio this/previous          : {med['this'] / med['previous']:.3f}")
 
 
 MEMORY_RUN = """
@@ -139,11 +167,16 @@ def main() -> None:
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--rounds", type=int, default=3)
     t.add_argument("--random-weights", metavar="CONFIG_DIR", help="SmolLM2's config.json with random weights")
+    t.add_argument("--json", action="store_true", help="also print the medians as one JSON line")
+    v = sub.add_parser("versus")
+    v.add_argument("rev")
+    v.add_argument("--tokens", type=int, default=16_384)
+    v.add_argument("--rounds", type=int, default=4)
     m = sub.add_parser("memory")
     m.add_argument("--small", type=int, default=50_000)
     m.add_argument("--large", type=int, default=200_000)
     args = parser.parse_args()
-    throughput(args) if args.mode == "throughput" else memory(args)
+    {"throughput": throughput, "versus": versus, "memory": memory}[args.mode](args)
 
 
 if __name__ == "__main__":
