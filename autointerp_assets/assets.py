@@ -60,8 +60,7 @@ def _coder_config(layer: str):
 def _load_coder(store: ArtifactStore, layer: str, d_in: int) -> SparseCoder:
     cfg = _coder_config(layer)
     if isinstance(cfg, TrainTopKCoderConfig):  # trained by the sparse_coder asset, stored under the root
-        layout_ok = store.exists(f"sparse_coder/{layer}/cfg.json")
-        if not layout_ok:
+        if not store.exists(f"sparse_coder/{layer}/cfg.json"):
             raise layout.MissingUpstreamError(f"no trained SAE for {layer}; materialise sparse_coder[{layer}] first")
         cfg = TopKCoderConfig(kind="topk", path=store.uri(f"sparse_coder/{layer}"), n_latents=cfg.n_latents)
     return load_sparse_coder(cfg, d_in, store.storage_options, hookpoint=layer)
@@ -117,17 +116,17 @@ def sparse_coder(context: dg.AssetExecutionContext, subject_model: SubjectModel,
         context.log.info(f"training TopK SAE on {hidden.shape[0]} tokens x {hidden.shape[1]} dims")
         sae, stats = train_topk_sae(hidden, cfg, log=context.log.info)
         save_topk_sae(sae, store, f"sparse_coder/{layer}")
-        coder = _load_coder(store, layer, subject.width(capture))
         meta |= {"fvu": stats.fvu, "l0": stats.l0, "dead_fraction": stats.dead_fraction,
                  "train_tokens": hidden.shape[0], "train_seconds": round(stats.seconds, 1),
                  "corpus_hash": built.content_hash}
     else:
-        coder = load_sparse_coder(cfg, subject.width(capture), store.storage_options, hookpoint=layer)
         meta["source"] = getattr(cfg, "path", "neurons")
-    store.write_json(f"sparse_coder/{layer}/lineage.json", {"coder_hash": coder.content_hash(), **meta})
-    meta |= {"coder_hash": coder.content_hash(), "n_latents": coder.n_latents, "d_in": coder.d_in,
+    coder = _load_coder(store, layer, subject.width(capture))  # a trained SAE is read back: the round trip is checked
+    coder_hash = coder.content_hash()
+    store.write_json(f"sparse_coder/{layer}/lineage.json", {"coder_hash": coder_hash, **meta})
+    meta |= {"coder_hash": coder_hash, "n_latents": coder.n_latents, "d_in": coder.d_in,
              "model_id": subject.model_id, "model_revision": subject.revision}
-    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(coder.content_hash()))
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(coder_hash))
 
 
 @dg.asset(

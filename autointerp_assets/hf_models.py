@@ -38,6 +38,11 @@ def builtin_gguf_path() -> Path:
     return path
 
 
+def revision_source(model_id: str) -> str:
+    """What a model's revision is read from: the shipped GGUF for the built-in default, else the id."""
+    return str(builtin_gguf_path()) if model_id == BUILTIN_SMOLLM2 else model_id
+
+
 def resolve_model_source(model_id: str) -> tuple[str, str | None]:
     """(directory or hub id, gguf file name or None) for transformers' from_pretrained."""
     if model_id == BUILTIN_SMOLLM2:

@@ -14,7 +14,7 @@ import polars as pl
 
 from .lineage import markdown_table
 from .review import latest_reviews
-from .storage import ArtifactStore
+from .storage import ArtifactStore, partition_path
 
 SCORE_COLUMNS = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "detection_auroc", "fuzzing_auroc",
                  "embedding_auroc")
@@ -28,9 +28,10 @@ class Report:
     metadata: dict[str, Any]
 
 
-def _range_files(store: ArtifactStore, asset: str, layer: str) -> list[str]:
-    names = [p for p in store.list(f"{asset}/{layer}") if p.endswith(".parquet")]
-    return [p for p in names if p.rsplit("/", 1)[-1].count(".") == 1]  # <range>.parquet, not sidecars
+def scored_ranges(store: ArtifactStore, layer: str) -> list[str]:
+    """Latent ranges with a scores file: scores/<layer>/<range>.parquet (not its sidecars)."""
+    names = [p.rsplit("/", 1)[-1] for p in store.list(f"scores/{layer}")]
+    return [n.removesuffix(".parquet") for n in names if n.endswith(".parquet") and n.count(".") == 1]
 
 
 def histogram(values: list[float], lo: float = 0.0, hi: float = 1.0, bins: int = 10, width: int = 30) -> str:
@@ -56,24 +57,24 @@ def by_frequency(table: pl.DataFrame, score: str) -> pl.DataFrame:
 
 
 def build_report(store: ArtifactStore, layer: str) -> Report:
-    score_files = _range_files(store, "scores", layer)
-    if not score_files:
+    ranges = scored_ranges(store, layer)
+    if not ranges:
         raise FileNotFoundError(f"no scores for {layer} under {store.uri('scores/' + layer)}; "
                                 f"materialise some scores[{layer}|…] partitions first")
-    scores = pl.concat([store.read_parquet(p) for p in score_files], how="diagonal_relaxed")
-    stats_files = [p.replace(".parquet", ".stats.parquet").replace("scores/", "latent_shards/", 1)
-                   for p in score_files]
-    stats = pl.concat([store.read_parquet(p).select("latent", "n_firing", "density", "max_act")
-                       for p in stats_files if store.exists(p)])
-    table = scores.with_columns(pl.col("latent").cast(pl.Int64)).join(
-        stats.with_columns(pl.col("latent").cast(pl.Int64)), on="latent", how="left").sort("latent")
-    explained = [p.replace("scores/", "explanations/", 1) for p in score_files]
-    explanations = pl.concat([store.read_parquet(p).select("latent", "explanation") for p in explained
-                              if store.exists(p)])
-    table = table.join(explanations.with_columns(pl.col("latent").cast(pl.Int64)), on="latent", how="left")
-    reviewed = [p.replace("scores/", "reviews/", 1) for p in score_files]
-    reviews = [store.read_parquet(p) for p in reviewed if store.exists(p)]
-    if reviews:  # a human's verdict stands beside the machine's scores
+
+    def frames(asset: str, suffix: str = "") -> list[pl.DataFrame]:
+        """Each scored range's table of `asset`, where it exists; latent ids as Int64 for joins."""
+        paths = [partition_path(asset, layer, r + suffix) for r in ranges]
+        return [store.read_parquet(p).with_columns(pl.col("latent").cast(pl.Int64)) for p in paths if store.exists(p)]
+
+    table = (
+        pl.concat(frames("scores"), how="diagonal_relaxed")
+        .join(pl.concat(frames("latent_shards", ".stats")).select("latent", "n_firing", "density", "max_act"),
+              on="latent", how="left")
+        .join(pl.concat(frames("explanations")).select("latent", "explanation"), on="latent", how="left")
+        .sort("latent")
+    )
+    if reviews := frames("reviews"):  # a human's verdict stands beside the machine's scores
         standing = latest_reviews(pl.concat(reviews)).select(
             "latent", pl.col("verdict").alias("review"), pl.col("explanation").alias("reviewed_explanation"))
         table = table.join(standing, on="latent", how="left")
@@ -83,11 +84,11 @@ def build_report(store: ArtifactStore, layer: str) -> Report:
     requests = sum(u.get("llm_requests", 0) for u in usage)
 
     counts = dict(table.group_by("status").len().iter_rows())
-    sections = [f"## {layer}: {table.height} latents in {len(score_files)} ranges",
+    sections = [f"## {layer}: {table.height} latents in {len(ranges)} ranges",
                 f"scored {counts.get('ok', 0)}, failed {counts.get('failed', 0)}, "
                 f"unscored {counts.get('unscored', 0)}; failed answers {int(table['n_failed'].sum())}; "
                 f"LLM requests {requests}, cost ${cost:.4f}"]
-    metadata: dict[str, Any] = {"n_latents": table.height, "n_ranges": len(score_files),
+    metadata: dict[str, Any] = {"n_latents": table.height, "n_ranges": len(ranges),
                                 "n_reviewed": int(table["review"].is_not_null().sum()) if "review" in table.columns else 0,
                                 "n_scored": counts.get("ok", 0), "llm_cost_usd": round(cost, 6),
                                 "llm_requests": requests}

@@ -14,12 +14,12 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import fsspec
 import polars as pl
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 
 class ArtifactStore:
@@ -27,7 +27,7 @@ class ArtifactStore:
         self.root = root.rstrip("/")
         self.storage_options = storage_options or {}
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **self.storage_options)
-        self.is_local = self.fs.protocol in ("file", ("file", "local")) or "file" in self.fs.protocol
+        self.is_local = isinstance(self.fs, LocalFileSystem)
 
     def __repr__(self) -> str:
         return f"ArtifactStore({self.root!r})"
@@ -49,7 +49,7 @@ class ArtifactStore:
         if not self.fs.exists(full):
             return []
         prefix = self._base + "/"
-        names = [p for p in self.fs.ls(full, detail=False) if self.fs.isfile(p)]
+        names = [e["name"] for e in self.fs.ls(full, detail=True) if e["type"] == "file"]
         return sorted(p[len(prefix):] if p.startswith(prefix) else p for p in names)
 
     def delete(self, rel: str) -> None:
@@ -93,14 +93,6 @@ class ArtifactStore:
 
     def read_json(self, rel: str) -> Any:
         return json.loads(self.read_bytes(rel))
-
-    def local_dir(self, rel: str) -> Path:
-        """A local directory for `rel`; only for local roots (e.g. model caches)."""
-        if not self.is_local:
-            raise ValueError(f"{self.root} is not a local path")
-        path = Path(self._full(rel))
-        path.mkdir(parents=True, exist_ok=True)
-        return path
 
     def walk_files(self, rel: str) -> Iterator[str]:
         full = self._full(rel)

@@ -127,6 +127,5 @@ def load_subject(model_id: str, revision: str | None, dtype: str, device: str) -
             "(online), or the offline default 'smollm2-135m-instruct'"
         ) from None
     model.to(device).eval()
-    original = str(hf_models.builtin_gguf_path()) if model_id == hf_models.BUILTIN_SMOLLM2 else model_id
-    return Subject(model, tokenizer, model_id, revision_of(original, hub_revision_hint=revision),
+    return Subject(model, tokenizer, model_id, revision_of(hf_models.revision_source(model_id), hub_revision_hint=revision),
                    torch.device(device), _DTYPES[dtype])

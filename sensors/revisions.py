@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 
 from autointerp_assets.config import JumpReLUCoderConfig, ProjectConfig, TopKCoderConfig
-from autointerp_assets.hf_models import BUILTIN_SMOLLM2, builtin_gguf_path
+from autointerp_assets.hf_models import revision_source
 from autointerp_assets.revisions import revision_of
 
 SUBJECT = "subject_model"
@@ -22,8 +22,7 @@ ReadRevision = Callable[[str, dict | None, str | None], str]
 
 def subject_source(cfg: ProjectConfig) -> str:
     """The path or hub id whose revision is the subject model's (as `load_subject` resolves it)."""
-    model_id = cfg.subject_model.id
-    return str(builtin_gguf_path()) if model_id == BUILTIN_SMOLLM2 else model_id
+    return revision_source(cfg.subject_model.id)
 
 
 def coder_sources(cfg: ProjectConfig) -> dict[str, str]:
