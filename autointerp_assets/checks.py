@@ -16,13 +16,13 @@ import polars as pl
 
 from resources.storage import Storage
 
-from . import layout
 from .config import ChecksConfig
-from .explaining import EXPLANATION_SCHEMA
+from .data.sampling import CONTEXT_SCHEMA, EXPLAIN, TEST
+from .explain.explainer import EXPLANATION_SCHEMA
 from .partitions import LATENTS_DIM, LAYER_DIM, layer_latent_partitions
-from .sampling import CONTEXT_SCHEMA, EXPLAIN, TEST
-from .scoring import SCORERS, score_schema
-from .storage import ArtifactStore
+from .scoring.classify import SCORERS, score_schema
+from .store import layout
+from .store.store import ArtifactStore
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from .subject import Subject
+from .data.subject import Subject
 
 MANIFEST_LINEAGE_KEYS = ("model_id", "model_revision", "corpus_hash", "coder_kind", "coder_id", "coder_hash")
 

@@ -31,13 +31,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from autointerp_assets.activations import stream_activations  # noqa: E402
+from autointerp_assets.coders import TopKSAE, save_topk_sae  # noqa: E402
 from autointerp_assets.config import CorpusConfig  # noqa: E402
-from autointerp_assets.corpus import build_corpus, documents  # noqa: E402
-from autointerp_assets.layout import write_activation_chunk  # noqa: E402
-from autointerp_assets.sparse_coders import TopKSAE, save_topk_sae  # noqa: E402
-from autointerp_assets.storage import ArtifactStore  # noqa: E402
-from autointerp_assets.subject import Subject, forward_captures, load_subject  # noqa: E402
+from autointerp_assets.data.activations import stream_activations  # noqa: E402
+from autointerp_assets.data.corpus import build_corpus, documents  # noqa: E402
+from autointerp_assets.data.subject import Subject, forward_captures, load_subject  # noqa: E402
+from autointerp_assets.store.layout import write_activation_chunk  # noqa: E402
+from autointerp_assets.store.store import ArtifactStore  # noqa: E402
 
 
 def random_sae(d_in: int, n_latents: int = 2048, k: int = 32) -> TopKSAE:

@@ -21,13 +21,14 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autointerp_assets.config import project_config  # noqa: E402
-from autointerp_assets.explaining import explain_latents  # noqa: E402
-from autointerp_assets.hf_models import loadable  # noqa: E402
-from autointerp_assets.layout import read_partition  # noqa: E402
-from autointerp_assets.llm_client import OpenAICompatibleLLM, ResponseCache  # noqa: E402
-from autointerp_assets.local_server import transformers_serve  # noqa: E402
-from autointerp_assets.scoring import score_latents  # noqa: E402
-from autointerp_assets.storage import ArtifactStore  # noqa: E402
+from autointerp_assets.data.model_files import loadable  # noqa: E402
+from autointerp_assets.explain.explainer import explain_latents  # noqa: E402
+from autointerp_assets.llm.cache import ResponseCache  # noqa: E402
+from autointerp_assets.llm.client import OpenAICompatibleLLM  # noqa: E402
+from autointerp_assets.scoring.classify import score_latents  # noqa: E402
+from autointerp_assets.store.layout import read_partition  # noqa: E402
+from autointerp_assets.store.store import ArtifactStore  # noqa: E402
+from tests.transformers_server import transformers_serve  # noqa: E402
 
 
 def main() -> None:

@@ -1,7 +1,6 @@
 """The `LLM` Dagster resource: settings in, a `ChatLLM` out.
 
-All behaviour lives in `autointerp_assets.llm_client` (HTTP) and
-`autointerp_assets.local_llm` (in-process); this only validates settings and builds one.
+All behaviour lives in `autointerp_assets.llm`: `client` (HTTP) and `local` (in-process); this only validates settings and builds one.
 """
 
 from __future__ import annotations
@@ -12,9 +11,10 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-from autointerp_assets.llm_api import ChatLLM
-from autointerp_assets.llm_client import OpenAICompatibleLLM, ResponseCache
-from autointerp_assets.storage import ArtifactStore
+from autointerp_assets.llm.api import ChatLLM
+from autointerp_assets.llm.cache import ResponseCache
+from autointerp_assets.llm.client import OpenAICompatibleLLM
+from autointerp_assets.store.store import ArtifactStore
 
 
 def is_local_url(url: str) -> bool:
@@ -45,7 +45,7 @@ class LLMResource(dg.ConfigurableResource):
     def build(self, store: ArtifactStore) -> ChatLLM:
         cache = ResponseCache(store)
         if self.backend == "local":
-            from autointerp_assets.local_llm import LocalChatLLM  # torch only when used
+            from autointerp_assets.llm.local import LocalChatLLM  # torch only when used
 
             return LocalChatLLM(self.model, cache=cache)
         return self._openai_client(cache)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 from pydantic import Field
 
-from autointerp_assets.storage import ArtifactStore
+from autointerp_assets.store.store import ArtifactStore
 
 
 class Storage(dg.ConfigurableResource):

@@ -7,7 +7,7 @@ from functools import cache
 import dagster as dg
 from pydantic import Field
 
-from autointerp_assets.subject import Subject, load_subject
+from autointerp_assets.data.subject import Subject, load_subject
 
 
 @cache

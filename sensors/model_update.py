@@ -29,12 +29,12 @@ import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG  # the tag observations carry versions in
 
 from autointerp_assets.config import ProjectConfig
+from autointerp_assets.data.revisions import revision_of
 from autointerp_assets.partitions import layer_partitions
-from autointerp_assets.revisions import revision_of
 from resources.storage import Storage
 
 from .planner import Graph, PartitionKey, plan
-from .revisions import (
+from .sources import (
     CODER_PREFIX,
     SUBJECT,
     changed_layers,

@@ -14,8 +14,8 @@ import yaml
 from dagster._core.instance.config import dagster_instance_config
 
 from autointerp_assets.config import load_config
-from autointerp_assets.definitions import build_resources
-from autointerp_assets.storage import ArtifactStore
+from autointerp_assets.store.store import ArtifactStore
+from resources import build_resources
 
 REPO = Path(__file__).parents[1]
 LOCAL, K8S = REPO / "dagster.yaml", REPO / "deploy" / "dagster-k8s.yaml"

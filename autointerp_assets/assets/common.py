@@ -1,0 +1,45 @@
+"""What the asset modules share: the partition key of a run, the layer's coder, k8s GPU tags."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ..coders import SparseCoder, load_sparse_coder
+from ..config import CoderConfig, NeuronsCoderConfig, ProjectConfig, TopKCoderConfig, TrainTopKCoderConfig
+from ..partitions import LATENTS_DIM, LAYER_DIM
+from ..store import layout
+from ..store.store import ArtifactStore
+
+# On k8s (deploy/), only the GPU steps ask for a GPU.
+GPU_OP_TAGS = {"dagster-k8s/config": {
+    "container_config": {"resources": {"requests": {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": "1"},
+                                       "limits": {"memory": "32Gi", "nvidia.com/gpu": "1"}}},
+    "pod_spec_config": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+}}
+
+
+def layer_range(context: dg.AssetExecutionContext) -> tuple[str, str]:
+    keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
+    return keys[LAYER_DIM], keys[LATENTS_DIM]
+
+
+def coder_config(cfg: ProjectConfig, layer: str) -> CoderConfig:
+    if layer not in cfg.hookpoints:
+        raise dg.Failure(
+            f"layer partition '{layer}' has no sparse coder in the project config; add it under `hookpoints:` "
+            f"(configured: {sorted(cfg.hookpoints)})"
+        )
+    return cfg.hookpoints[layer]
+
+
+def load_coder(cfg: ProjectConfig, store: ArtifactStore, layer: str, d_in: int) -> SparseCoder:
+    coder = coder_config(cfg, layer)
+    if isinstance(coder, TrainTopKCoderConfig):  # trained by the sparse_coder asset, stored under the root
+        if not store.exists(f"sparse_coder/{layer}/cfg.json"):
+            raise layout.MissingUpstreamError(f"no trained SAE for {layer}; materialise sparse_coder[{layer}] first")
+        coder = TopKCoderConfig(kind="topk", path=store.uri(f"sparse_coder/{layer}"), n_latents=coder.n_latents)
+    return load_sparse_coder(coder, d_in, store.storage_options, hookpoint=layer)
+
+
+def capture_kind(cfg: ProjectConfig, layer: str) -> str:
+    return "neurons" if isinstance(coder_config(cfg, layer), NeuronsCoderConfig) else "output"

@@ -1,0 +1,217 @@
+"""The data half: corpus -> sparse_coder -> activations -> latent_shards -> contexts.
+
+Each asset is a thin wrapper: read inputs from storage, call the stage's pure function,
+write atomically, report lineage.
+"""
+
+import time
+import uuid
+
+import dagster as dg
+
+from resources.project import Project
+from resources.storage import Storage
+from resources.subject_model import SubjectModel
+
+from .. import lineage
+from ..coders import save_topk_sae
+from ..coders.train import train_topk_sae
+from ..config import TrainTopKCoderConfig
+from ..data import corpus as corpus_stage
+from ..data import shards
+from ..data.activations import collect_hidden, stream_activations
+from ..data.sampling import build_contexts
+from ..partitions import from_layer, layer_latent_partitions, layer_partitions, parse_latent_range
+from ..report.cost import estimate_cost
+from ..store import layout
+from .common import GPU_OP_TAGS, capture_kind, coder_config, layer_range, load_coder
+
+
+@dg.asset(code_version="1", group_name="data", kinds={"polars", "parquet"})
+def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+           storage: Storage) -> dg.MaterializeResult:
+    """Tokenised context windows [n_seq, ctx_len] with their source documents."""
+    cfg, store = project.config, storage.store()
+    subject = subject_model.load()
+    docs = corpus_stage.documents(cfg.corpus, storage.storage_options())
+    built = corpus_stage.build_corpus(docs, subject.tokenizer, cfg.corpus)
+    store.write_parquet(layout.CORPUS_WINDOWS, built.windows)
+    store.write_json(layout.CORPUS_META, {"content_hash": built.content_hash, "n_tokens": built.n_tokens})
+    splits = built.windows["split"].value_counts()
+    return dg.MaterializeResult(
+        metadata={
+            "corpus_hash": built.content_hash,
+            "source": cfg.corpus.source,
+            "n_windows": built.windows.height,
+            "n_tokens": built.n_tokens,
+            "n_documents": built.windows["doc_id"].n_unique(),
+            "windows_by_split": dg.MetadataValue.json(dict(zip(*splits.to_dict(as_series=False).values()))),
+            **lineage.subject_lineage(subject),
+            "path": dg.MetadataValue.path(store.uri(layout.CORPUS_WINDOWS)),
+        },
+        data_version=dg.DataVersion(built.content_hash),
+    )
+
+
+@dg.asset(
+    partitions_def=layer_partitions, deps=[corpus], code_version="1", group_name="data", pool="gpu",
+    op_tags=GPU_OP_TAGS, kinds={"pytorch", "safetensors"},
+)
+
+
+def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+                 storage: Storage) -> dg.MaterializeResult:
+    """The layer's sparse coder: loaded from a path, raw MLP neurons, or a TopK SAE trained here."""
+    layer, store = context.partition_key, storage.store()
+    subject = subject_model.load()
+    capture = subject.resolve(layer, capture_kind(project.config, layer))
+    cfg = coder_config(project.config, layer)
+    meta: dict = {"coder_kind": cfg.kind, "hookpoint": layer}
+    if isinstance(cfg, TrainTopKCoderConfig):
+        built = layout.read_corpus(store)
+        tokens = built.token_array(corpus_stage.SAE_TRAIN)
+        if tokens.shape[0] * tokens.shape[1] < cfg.batch_tokens:
+            raise dg.Failure(f"the corpus SAE-training split has {tokens.size} tokens; raise corpus.max_tokens "
+                             "or corpus.sae_train_fraction")
+        hidden = collect_hidden(subject, tokens, capture, subject_model.batch_size, cfg.train_tokens)
+        context.log.info(f"training TopK SAE on {hidden.shape[0]} tokens x {hidden.shape[1]} dims")
+        sae, stats = train_topk_sae(hidden, cfg, log=context.log.info)
+        save_topk_sae(sae, store, f"sparse_coder/{layer}")
+        meta |= {"fvu": stats.fvu, "l0": stats.l0, "dead_fraction": stats.dead_fraction,
+                 "train_tokens": hidden.shape[0], "train_seconds": round(stats.seconds, 1),
+                 "corpus_hash": built.content_hash}
+    else:
+        meta["source"] = getattr(cfg, "path", "neurons")
+    coder = load_coder(project.config, store, layer, subject.width(capture))  # a trained SAE is read back: the round trip is checked
+    coder_hash = coder.content_hash()
+    store.write_json(f"sparse_coder/{layer}/lineage.json", {"coder_hash": coder_hash, **meta})
+    meta |= {"coder_hash": coder_hash, "n_latents": coder.n_latents, "d_in": coder.d_in,
+             "model_id": subject.model_id, "model_revision": subject.revision}
+    return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(coder_hash))
+
+
+@dg.asset(
+    partitions_def=layer_partitions, deps=[corpus, sparse_coder], code_version="1", group_name="data", pool="gpu",
+    op_tags=GPU_OP_TAGS, backfill_policy=dg.BackfillPolicy.single_run(), kinds={"pytorch", "parquet"},
+)
+
+
+def activations(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+                storage: Storage) -> dg.MaterializeResult:
+    """Non-zero (seq, pos, latent, value) per layer, in chunks. A backfill of several
+    layers runs once and serves all of them from one forward pass."""
+    cfg, store, subject = project.config, storage.store(), subject_model.load()
+    layers = context.partition_keys
+    built = layout.read_corpus(store)
+    tokens, seq_ids = layout.analysis_tokens(built)
+    coders, coder_hashes = {}, {}
+    for layer in layers:
+        capture = subject.resolve(layer, capture_kind(cfg, layer))
+        coder = load_coder(cfg, store, layer, subject.width(capture))
+        coder_hashes[layer] = coder.content_hash()
+        coders[layer] = (capture, coder.to(subject.device, subject.dtype))
+    run_tag = uuid.uuid4().hex[:8]  # chunks of a crashed run never mix with committed ones
+
+    def sink(layer: str, index: int, rows) -> None:
+        layout.write_activation_chunk(store, layer, run_tag, index, rows)
+
+    started = time.perf_counter()
+    stats = stream_activations(subject, tokens, seq_ids, coders, subject_model.batch_size,
+                               cfg.activation_chunk_tokens, sink, context.log.info)
+    seconds = time.perf_counter() - started
+    metadata: dict = {"layers": ", ".join(layers), "seconds": round(seconds, 1)}
+    for layer, st in stats.items():
+        chunks = [layout.chunk_name(run_tag, i) for i in range(st.n_chunks)]
+        manifest = {
+            "chunks": chunks, "n_tokens": st.n_tokens, "nnz": st.nnz, "n_latents": st.n_latents,
+            **lineage.subject_lineage(subject), "corpus_hash": built.content_hash,
+            "coder_kind": cfg.hookpoints[layer].kind, "coder_hash": coder_hashes[layer],
+            "coder_id": getattr(cfg.hookpoints[layer], "path", cfg.hookpoints[layer].kind),
+        }
+        store.write_json(layout.manifest_path(layer), manifest)  # the commit point
+        for stale in store.list(f"activations/{layer}"):
+            if stale.rsplit("/", 1)[-1].startswith("chunk-") and stale.rsplit("/", 1)[-1] not in chunks:
+                store.delete(stale)
+        prefix = f"{layer}." if len(layers) > 1 else ""
+        metadata |= {f"{prefix}n_tokens": st.n_tokens, f"{prefix}nnz": st.nnz,
+                     f"{prefix}density": st.density, f"{prefix}n_chunks": st.n_chunks,
+                     f"{prefix}dropped_over_cap": st.dropped,
+                     f"{prefix}coder_hash": manifest["coder_hash"]}
+    n_tokens = next(iter(stats.values())).n_tokens
+    metadata |= {"tok_per_s": round(n_tokens / seconds, 1), **lineage.subject_lineage(subject),
+                 "corpus_hash": built.content_hash}
+    version = lineage.digest([built.content_hash, subject.revision, *coder_hashes.values()])
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
+
+
+@dg.asset(
+    partitions_def=layer_latent_partitions, deps=[dg.AssetDep(activations, partition_mapping=from_layer)],
+    code_version="1", group_name="data", kinds={"polars", "parquet"},
+)
+
+
+def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
+    """Latent-major non-zeros of one latent range, plus per-latent stats."""
+    layer, key = layer_range(context)
+    store, latents = storage.store(), parse_latent_range(key)
+    manifest = layout.read_manifest(store, layer)
+    if latents.stop > manifest["n_latents"]:
+        raise dg.Failure(
+            f"latent range {key} is beyond the sparse coder of {layer}, which has {manifest['n_latents']} latents; "
+            f"materialise ranges below {manifest['n_latents']:05d} or lower latent_range_width/n_latents in the config"
+        )
+    rows = shards.latent_slice(layout.read_activation_chunks(store, layer), latents)
+    stats = shards.latent_stats(rows, latents, manifest["n_tokens"])
+    rows_path, stats_path = layout.shard_paths(layer, key)
+    store.write_parquet(rows_path, rows)
+    store.write_parquet(stats_path, stats)
+    return dg.MaterializeResult(
+        metadata={
+            **lineage.from_manifest(manifest),
+            "n_rows": rows.height, "n_dead": int(stats["dead"].sum()),
+            "mean_density": float(stats["density"].mean()),
+            "stats_preview": dg.MetadataValue.md(lineage.markdown_table(stats, max_rows=10)),
+            "path": dg.MetadataValue.path(store.uri(rows_path)),
+        },
+        data_version=dg.DataVersion(lineage.frame_digest(stats)),
+    )
+
+
+@dg.asset(
+    partitions_def=layer_latent_partitions, deps=[latent_shards, corpus], code_version="1", group_name="data",
+    kinds={"polars", "parquet"},
+)
+
+
+def contexts(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+             storage: Storage) -> dg.MaterializeResult:
+    """Per latent: explanation examples and disjoint held-out test examples; skipped latents with reasons."""
+    layer, key = layer_range(context)
+    cfg, store = project.config, storage.store()
+    manifest = layout.read_manifest(store, layer)
+    rows = layout.read_partition(store, "latent_shards", layer, key)
+    tokens, seq_ids = layout.analysis_tokens(layout.read_corpus(store))
+    tokenizer = subject_model.load().tokenizer
+    built = build_contexts(rows, parse_latent_range(key), tokens, seq_ids,
+                           lambda t: tokenizer.decode([t]), cfg.sampling)
+    examples_path, skipped_path = layout.context_paths(layer, key)
+    store.write_parquet(examples_path, built.examples)
+    store.write_parquet(skipped_path, built.skipped)
+    per_split = built.examples.group_by("split", "kind").len().sort("split", "kind")
+    # What explaining and scoring this partition will cost, shown before anyone pays it.
+    estimate = estimate_cost(built.examples, built.skipped, cfg.explainer, cfg.scorer, cfg.sampling, cfg.llm)
+    return dg.MaterializeResult(
+        metadata={
+            **lineage.from_manifest(manifest),
+            **estimate.as_metadata(),
+            "sampling_config": dg.MetadataValue.json(cfg.sampling.model_dump()),
+            "n_latents_sampled": built.examples["latent"].n_unique(),
+            "n_skipped": built.skipped.height,
+            "n_examples": built.examples.height,
+            "examples_by_split_and_kind": dg.MetadataValue.md(lineage.markdown_table(per_split)),
+            "skipped": dg.MetadataValue.md(lineage.markdown_table(built.skipped)),
+            "path": dg.MetadataValue.path(store.uri(examples_path)),
+        },
+        data_version=dg.DataVersion(lineage.frame_digest(built.examples)),
+    )
+

@@ -1,0 +1,143 @@
+"""SAELens and Gemma Scope SAEs: JumpReLU (`threshold`) and plain ReLU (`architecture: standard`).
+
+Weights `W_enc` [d_in, n], `b_enc` [n], `W_dec` [n, d_in], `b_dec` [d_in] (and `threshold`
+[n]) from Gemma Scope's `params.npz` or SAELens' `sae_weights.safetensors`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import DEFAULT_MAX_ACTIVE, SparseCoderError, SparseLatents, hash_coder, topk_of_active
+from .files import Location, missing
+
+
+@dataclass(eq=False)
+class ReLUSAE:
+    """Plain ReLU SAE: pre = (x [- b_dec]) W_enc + b_enc, active where pre > 0.
+
+    Returns at most `max_active` latents per row (the largest), via top-k on the masked
+    pre-activation; more active entries than that are counted in `SparseLatents.dropped`.
+    """
+
+    W_enc: Tensor  # [d_in, n_latents]
+    b_enc: Tensor  # [n_latents]
+    W_dec: Tensor  # [n_latents, d_in]
+    b_dec: Tensor  # [d_in]
+    subtract_b_dec: bool = False  # SAELens `apply_b_dec_to_input`; Gemma Scope does not
+    max_active: int = DEFAULT_MAX_ACTIVE
+    kind: str = field(default="relu", init=False)
+
+    def __post_init__(self) -> None:
+        d, n = self.W_enc.shape
+        if self.W_dec.shape != (n, d) or self.b_enc.shape != (n,) or self.b_dec.shape != (d,):
+            raise SparseCoderError(
+                f"inconsistent SAE shapes: W_enc {tuple(self.W_enc.shape)}, b_enc {tuple(self.b_enc.shape)}, "
+                f"W_dec {tuple(self.W_dec.shape)}, b_dec {tuple(self.b_dec.shape)}"
+            )
+
+    @property
+    def d_in(self) -> int:
+        return self.W_enc.shape[0]
+
+    @property
+    def n_latents(self) -> int:
+        return self.W_enc.shape[1]
+
+    def _pre(self, x: Tensor) -> Tensor:
+        x = x.to(self.W_enc.dtype)  # [N, d_in]
+        if self.subtract_b_dec:
+            x = x - self.b_dec
+        return torch.addmm(self.b_enc, x, self.W_enc)  # [N, n_latents]
+
+    def _active(self, pre: Tensor) -> Tensor:
+        return pre > 0
+
+    def encode(self, x: Tensor) -> SparseLatents:
+        pre = self._pre(x)
+        return topk_of_active(pre, self._active(pre), self.max_active)
+
+    def decode(self, values: Tensor, indices: Tensor) -> Tensor:
+        out = F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype), mode="sum")
+        return out + self.b_dec  # [N, d_in]
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> ReLUSAE:
+        moved = {name: t.to(device, dtype) for name, t in self.tensors().items()}
+        return type(self)(**moved, subtract_b_dec=self.subtract_b_dec, max_active=self.max_active)
+
+    def content_hash(self) -> str:
+        return hash_coder({"kind": self.kind, "subtract_b_dec": self.subtract_b_dec}, self.tensors())
+
+
+@dataclass(eq=False)
+class JumpReLUSAE(ReLUSAE):
+    """JumpReLU: active where pre > threshold (per latent) and pre > 0, value = pre.
+
+    The `pre > 0` guard only matters for negative thresholds, which trained JumpReLU SAEs
+    do not have; it keeps the "value <= 0 is padding" convention exact.
+    """
+
+    threshold: Tensor = field(default_factory=lambda: torch.zeros(0))  # [n_latents]
+    kind: str = field(default="jumprelu", init=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.threshold.shape != self.b_enc.shape:
+            raise SparseCoderError(
+                f"JumpReLU threshold has shape {tuple(self.threshold.shape)}, expected {tuple(self.b_enc.shape)}"
+            )
+
+    def _active(self, pre: Tensor) -> Tensor:
+        return (pre > self.threshold) & (pre > 0)
+
+    def tensors(self) -> dict[str, Tensor]:
+        return {**super().tensors(), "threshold": self.threshold}
+
+
+_SAELENS_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
+
+
+def load(loc: Location, max_active: int) -> ReLUSAE:
+    """Gemma Scope params.npz or SAELens safetensors; `loc` may point at the file itself."""
+    weights_name = next((n for n in ("params.npz", "sae_weights.safetensors") if loc.exists(n)), None)
+    if weights_name is None and loc.fs.isfile(loc.base):  # the path names the weights file
+        parent, weights_name = loc.base.rsplit("/", 1)
+        loc = Location(loc.fs, parent, loc.uri)
+    if weights_name is None or not weights_name.endswith((".npz", ".safetensors")):
+        raise missing(
+            loc,
+            "JumpReLU SAE weights (params.npz or sae_weights.safetensors)",
+            "point `path` at the directory holding them or at the .npz/.safetensors file itself",
+        )
+    data = loc.read(weights_name)
+    if weights_name.endswith(".npz"):
+        with np.load(io.BytesIO(data)) as npz:
+            tensors = {name: torch.from_numpy(npz[name].copy()) for name in npz.files}
+    else:
+        tensors = safetensors.torch.load(data)
+    cfg = json.loads(loc.read("cfg.json")) if loc.exists("cfg.json") else {}
+    absent = [key for key in _SAELENS_KEYS if key not in tensors]
+    if absent:
+        raise SparseCoderError(f"{weights_name} at {loc.uri} lacks {absent} (has {sorted(tensors)})")
+    common = {key: tensors[key] for key in _SAELENS_KEYS}
+    options = {"subtract_b_dec": bool(cfg.get("apply_b_dec_to_input", False)), "max_active": max_active}
+    if "threshold" in tensors:
+        return JumpReLUSAE(**common, threshold=tensors["threshold"], **options)
+    if cfg.get("architecture") == "standard":
+        return ReLUSAE(**common, **options)
+    raise SparseCoderError(
+        f"{weights_name} at {loc.uri} has no 'threshold' (has {sorted(tensors)}) and its cfg.json does not say "
+        "architecture: standard; it is neither a JumpReLU nor a plain ReLU SAE"
+    )
+

@@ -1,0 +1,154 @@
+"""EleutherAI sparsify TopK SAEs and transcoders (`cfg.json` + `sae.safetensors`).
+
+The weights are `encoder.weight` [n, d_in], `encoder.bias` [n], `W_dec` [n, d_in] and
+`b_dec` [d_in]. The same files hold a sparsify *transcoder* (cfg `transcode: true`): it
+encodes the MLP input exactly like an SAE except that `b_dec` is not subtracted, and its
+decoder predicts the MLP output instead of reconstructing the input. Only the flag and
+that encode difference are honoured here; hooking a transcoder (input at `layers.N.mlp`,
+target at its output) is left to the activations stage when it is added.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import safetensors.torch
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..store.store import ArtifactStore
+from .base import SparseCoderError, SparseLatents, hash_coder
+from .files import Location, missing
+
+
+@dataclass(eq=False)
+class TopKSAE:
+    encoder_weight: Tensor  # [n_latents, d_in]
+    encoder_bias: Tensor  # [n_latents]
+    W_dec: Tensor  # [n_latents, d_in]
+    b_dec: Tensor  # [d_in]
+    k: int
+    transcoder: bool = False  # sparsify `transcode`: skip the b_dec subtraction (see module doc)
+    kind: str = field(default="topk", init=False)
+
+    def __post_init__(self) -> None:
+        n, d = self.encoder_weight.shape
+        if self.W_dec.shape != (n, d) or self.encoder_bias.shape != (n,) or self.b_dec.shape != (d,):
+            raise SparseCoderError(
+                f"inconsistent TopK SAE shapes: encoder.weight {tuple(self.encoder_weight.shape)}, "
+                f"encoder.bias {tuple(self.encoder_bias.shape)}, W_dec {tuple(self.W_dec.shape)}, "
+                f"b_dec {tuple(self.b_dec.shape)}"
+            )
+        if not 0 < self.k <= n:
+            raise SparseCoderError(f"TopK SAE k={self.k} must be in [1, n_latents={n}]")
+
+    @property
+    def d_in(self) -> int:
+        return self.encoder_weight.shape[1]
+
+    @property
+    def n_latents(self) -> int:
+        return self.encoder_weight.shape[0]
+
+    def encode(self, x: Tensor) -> SparseLatents:
+        x = x.to(self.encoder_weight.dtype)  # [N, d_in]
+        if not self.transcoder:
+            x = x - self.b_dec
+        pre = torch.addmm(self.encoder_bias, x, self.encoder_weight.T)  # [N, n_latents]
+        # ReLU is monotonic, so top-k of the pre-activations then ReLU == top-k of ReLU(pre).
+        values, indices = pre.topk(self.k, dim=1)  # [N, k]
+        return SparseLatents(values.relu().float(), indices)
+
+    def decode(self, values: Tensor, indices: Tensor) -> Tensor:
+        """values, indices [N, k] -> reconstruction [N, d_in] (for a transcoder: the MLP output)."""
+        out = F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype), mode="sum")
+        return out + self.b_dec  # [N, d_in]
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> TopKSAE:
+        return TopKSAE(
+            *(t.to(device, dtype) for t in (self.encoder_weight, self.encoder_bias, self.W_dec, self.b_dec)),
+            k=self.k,
+            transcoder=self.transcoder,
+        )
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The state dict under sparsify's key names."""
+        return {
+            "encoder.weight": self.encoder_weight,
+            "encoder.bias": self.encoder_bias,
+            "W_dec": self.W_dec,
+            "b_dec": self.b_dec,
+        }
+
+    def sparsify_cfg(self) -> dict[str, Any]:
+        return {
+            "activation": "topk",
+            "expansion_factor": max(1, self.n_latents // self.d_in),
+            "normalize_decoder": True,
+            "num_latents": self.n_latents,  # non-zero, so sparsify ignores expansion_factor
+            "k": self.k,
+            "multi_topk": False,
+            "skip_connection": False,
+            "transcode": self.transcoder,
+            "d_in": self.d_in,
+        }
+
+    def content_hash(self) -> str:
+        return hash_coder({"kind": self.kind, "k": self.k, "transcoder": self.transcoder}, self.tensors())
+
+
+def load(loc: Location) -> TopKSAE:
+    if not (loc.exists("cfg.json") and loc.exists("sae.safetensors")):
+        raise missing(
+            loc,
+            "sparsify SAE (cfg.json + sae.safetensors)",
+            "point `path` at the directory holding both; for a repo with one SAE per hookpoint, "
+            "add the hookpoint's folder ('.../repo#layers.6' or 's3://bucket/sae/layers.6')",
+        )
+    cfg = json.loads(loc.read("cfg.json"))
+    if cfg.get("activation", "topk") != "topk":
+        raise SparseCoderError(f"SAE at {loc.uri} uses activation '{cfg['activation']}'; only 'topk' is supported")
+    if cfg.get("skip_connection"):
+        raise SparseCoderError(f"SAE at {loc.uri} has a skip connection (skip transcoder); not supported yet")
+    tensors = safetensors.torch.load(loc.read("sae.safetensors"))
+    absent = [key for key in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if key not in tensors]
+    if absent:
+        raise SparseCoderError(
+            f"sae.safetensors at {loc.uri} lacks {absent} (has {sorted(tensors)}); "
+            "it is not a sparsify SAE with a decoder"
+        )
+    sae = TopKSAE(
+        tensors["encoder.weight"],
+        tensors["encoder.bias"],
+        tensors["W_dec"],
+        tensors["b_dec"],
+        k=int(cfg["k"]),
+        transcoder=bool(cfg.get("transcode", False)),
+    )
+    if "d_in" in cfg and int(cfg["d_in"]) != sae.d_in:
+        raise SparseCoderError(f"cfg.json at {loc.uri} says d_in={cfg['d_in']}, but the weights have {sae.d_in}")
+    return sae
+
+
+def save_topk_sae(
+    sae: TopKSAE,
+    dest: str | os.PathLike | ArtifactStore,
+    rel: str = "",
+    store_options: dict[str, Any] | None = None,
+) -> str:
+    """Write cfg.json + sae.safetensors (sparsify's layout) under `dest`/`rel`; returns the URI.
+
+    Each file is written atomically. The weights go first and cfg.json last, so a reader
+    that finds cfg.json also finds complete weights.
+    """
+    store = dest if isinstance(dest, ArtifactStore) else ArtifactStore(os.fspath(dest), store_options)
+    prefix = f"{rel.strip('/')}/" if rel.strip("/") else ""
+    tensors = {name: t.detach().to("cpu").contiguous() for name, t in sae.tensors().items()}
+    store.write_bytes(f"{prefix}sae.safetensors", safetensors.torch.save(tensors))
+    store.write_bytes(f"{prefix}cfg.json", json.dumps(sae.sparsify_cfg(), indent=1).encode())
+    return store.uri(rel.strip("/")) if prefix else store.root
+

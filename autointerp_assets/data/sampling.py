@@ -1,0 +1,216 @@
+"""Example windows per latent: an explanation set and a disjoint held-out test set.
+
+Window: `example_ctx_len` (L) tokens cut from one corpus window, with the peak at
+index L // 4 (`PEAK_FRACTION`), shifted only where it would cross the context's
+start or end; `peak_index` records where the peak landed.
+
+Per latent:
+- Activating windows come from non-maximum suppression over the latent's
+  non-zero tokens (highest first, a window is kept only if it overlaps no kept
+  window), so every window's peak is its maximum and no two windows share a token.
+- The `n_top` strongest go to the explanation set. The rest are split into
+  `n_quantiles` bins **by rank** (equal counts; bin 0 weakest). Each bin gives
+  `n_per_quantile_test` windows to the test set, then `n_per_quantile_explain`
+  to the explanation set.
+- Non-activating windows contain no non-zero token of the latent: `n_random_negatives`
+  random ones and `n_hard_negatives` that hold the peak token of an activating
+  window ("looks similar"), for each split.
+- Every window of a latent, across both splits and all kinds, is token-disjoint
+  from every other, which makes the two splits disjoint by construction.
+- Fewer than `min_examples` activating windows -> the latent is skipped with a reason.
+Sampling draws from `numpy.random.default_rng([seed, latent])`: deterministic and
+independent of which other latents are in the range.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ..config import SamplingConfig
+
+PEAK_FRACTION = 4
+EXPLAIN, TEST = "explain", "test"
+
+CONTEXT_SCHEMA = {
+    "latent": pl.Int64,
+    "split": pl.Utf8,
+    "kind": pl.Utf8,  # top | quantile | random | hard_negative
+    "quantile": pl.Int32,  # rank bin, -1 for top and non-activating windows
+    "seq": pl.Int64,
+    "start": pl.Int64,
+    "peak_index": pl.Int32,  # -1 for non-activating windows
+    "tokens": pl.List(pl.Int64),
+    "token_strs": pl.List(pl.Utf8),
+    "acts": pl.List(pl.Float32),
+    "max_act": pl.Float32,
+    "activating": pl.Boolean,
+}
+SKIPPED_SCHEMA = {"latent": pl.Int64, "reason": pl.Utf8}
+
+
+@dataclass(frozen=True)
+class ContextSet:
+    examples: pl.DataFrame  # CONTEXT_SCHEMA
+    skipped: pl.DataFrame  # SKIPPED_SCHEMA
+
+
+@dataclass(frozen=True)
+class _Window:
+    seq: int
+    start: int
+    kind: str
+    quantile: int = -1
+    peak_pos: int = -1  # position of the peak within the corpus window
+
+
+class _Occupancy:
+    """Kept windows per corpus sequence; all windows have the same length L."""
+
+    def __init__(self, length: int):
+        self.length = length
+        self.starts: dict[int, list[int]] = defaultdict(list)
+
+    def free(self, seq: int, start: int) -> bool:
+        return all(abs(start - s) >= self.length for s in self.starts[seq])
+
+    def take(self, seq: int, start: int) -> None:
+        self.starts[seq].append(start)
+
+
+def window_start(pos: int, ctx_len: int, length: int) -> int:
+    return min(max(pos - length // PEAK_FRACTION, 0), ctx_len - length)
+
+
+def build_contexts(
+    rows: pl.DataFrame,  # latent-major (latent, seq, pos, value) of this range
+    latents: range,
+    tokens: np.ndarray,  # [n_seq, ctx_len] of the analysed windows
+    seq_ids: np.ndarray,  # [n_seq] their global ids
+    decode: Callable[[int], str],
+    cfg: SamplingConfig,
+) -> ContextSet:
+    n_seq, ctx_len = tokens.shape
+    length = cfg.example_ctx_len
+    if length > ctx_len:
+        raise ValueError(f"sampling.example_ctx_len={length} exceeds corpus.ctx_len={ctx_len}; lower it")
+    row_of_seq = {int(s): i for i, s in enumerate(seq_ids)}
+    token_index = _TokenIndex(tokens)
+    decoded: dict[int, str] = {}
+
+    def strs(ids: np.ndarray) -> list[str]:
+        return [decoded.setdefault(int(t), decode(int(t))) for t in ids]
+
+    by_latent = {int(k[0]): g for k, g in rows.group_by("latent", maintain_order=True)}
+    examples: list[dict] = []
+    skipped: list[dict] = []
+    for latent in latents:
+        group = by_latent.get(latent)
+        if group is None:
+            skipped.append({"latent": latent, "reason": "dead: never fires on the analysed corpus"})
+            continue
+        rng = np.random.default_rng([cfg.seed, latent])
+        seqs, poss, vals = (group[c].to_numpy() for c in ("seq", "pos", "value"))
+        firing: dict[int, dict[int, float]] = defaultdict(dict)
+        for s, p, v in zip(seqs.tolist(), poss.tolist(), vals.tolist()):
+            firing[s][p] = v
+        occupied = _Occupancy(length)
+        activating = _activating_windows(seqs, poss, ctx_len, length, occupied)
+        if len(activating) < cfg.min_examples:
+            skipped.append({
+                "latent": latent,
+                "reason": f"only {len(activating)} activating windows (< sampling.min_examples={cfg.min_examples})",
+            })
+            continue
+        picks = _split_activating(activating, cfg, rng)
+        peak_tokens = [int(tokens[row_of_seq[w.seq], w.peak_pos]) for w in activating]
+        for split in (EXPLAIN, TEST):
+            picks += [(split, w) for w in _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied,
+                                                            cfg.n_random_negatives)]
+            picks += [(split, w) for w in _hard_negatives(rng, token_index, peak_tokens, seq_ids, ctx_len, length,
+                                                          firing, occupied, cfg.n_hard_negatives)]
+        for split, w in picks:
+            ids = tokens[row_of_seq[w.seq], w.start : w.start + length]
+            acts = [firing[w.seq].get(p, 0.0) for p in range(w.start, w.start + length)]
+            examples.append({
+                "latent": latent, "split": split, "kind": w.kind, "quantile": w.quantile,
+                "seq": w.seq, "start": w.start,
+                "peak_index": w.peak_pos - w.start if w.peak_pos >= 0 else -1,
+                "tokens": ids.tolist(), "token_strs": strs(ids), "acts": acts,
+                "max_act": max(acts), "activating": w.peak_pos >= 0,
+            })
+    return ContextSet(pl.DataFrame(examples, schema=CONTEXT_SCHEMA), pl.DataFrame(skipped, schema=SKIPPED_SCHEMA))
+
+
+def _activating_windows(seqs, poss, ctx_len: int, length: int, occupied: _Occupancy) -> list[_Window]:
+    """Non-maximum suppression; rows arrive sorted by value, highest first."""
+    kept = []
+    for s, p in zip(seqs.tolist(), poss.tolist()):
+        start = window_start(p, ctx_len, length)
+        if occupied.free(s, start):
+            occupied.take(s, start)
+            kept.append(_Window(s, start, "top", peak_pos=p))
+    return kept
+
+
+def _split_activating(windows: list[_Window], cfg: SamplingConfig, rng: np.random.Generator) -> list[tuple[str, _Window]]:
+    picks = [(EXPLAIN, w) for w in windows[: cfg.n_top]]
+    rest = windows[cfg.n_top :][::-1]  # weakest first, so bin 0 is the weakest
+    for q, bin_ in enumerate(np.array_split(np.arange(len(rest)), cfg.n_quantiles)):
+        order = rng.permutation(bin_)
+        chosen = [_Window(rest[i].seq, rest[i].start, "quantile", q, rest[i].peak_pos) for i in order]
+        n_test = cfg.n_per_quantile_test
+        picks += [(TEST, w) for w in chosen[:n_test]]
+        picks += [(EXPLAIN, w) for w in chosen[n_test : n_test + cfg.n_per_quantile_explain]]
+    return picks
+
+
+def _is_negative(firing: dict[int, dict[int, float]], seq: int, start: int, length: int) -> bool:
+    return not any(start <= p < start + length for p in firing.get(seq, ()))
+
+
+def _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, n) -> list[_Window]:
+    found: list[_Window] = []
+    for _ in range(20 * n):
+        if len(found) == n:
+            break
+        seq = int(seq_ids[rng.integers(len(seq_ids))])
+        start = int(rng.integers(ctx_len - length + 1))
+        if _is_negative(firing, seq, start, length) and occupied.free(seq, start):
+            occupied.take(seq, start)
+            found.append(_Window(seq, start, "random"))
+    return found
+
+
+class _TokenIndex:
+    """token id -> flat positions (row * ctx_len + pos) in the analysed windows."""
+
+    def __init__(self, tokens: np.ndarray):
+        flat = tokens.reshape(-1)
+        self.order = np.argsort(flat, kind="stable")
+        self.sorted = flat[self.order]
+        self.ctx_len = tokens.shape[1]
+
+    def positions(self, token: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self.sorted, [token, token + 1])
+        return self.order[lo:hi]
+
+
+def _hard_negatives(rng, index: _TokenIndex, peak_tokens, seq_ids, ctx_len, length, firing, occupied, n) -> list[_Window]:
+    found: list[_Window] = []
+    tokens, counts = np.unique(peak_tokens, return_counts=True)
+    for token in tokens[np.argsort(-counts, kind="stable")]:
+        candidates = index.positions(int(token))
+        for flat in rng.permutation(candidates)[: 20 * n]:
+            if len(found) == n:
+                return found
+            seq, pos = int(seq_ids[flat // ctx_len]), int(flat % ctx_len)
+            start = window_start(pos, ctx_len, length)
+            if _is_negative(firing, seq, start, length) and occupied.free(seq, start):
+                occupied.take(seq, start)
+                found.append(_Window(seq, start, "hard_negative"))
+    return found

@@ -1,0 +1,148 @@
+"""Explain each latent from its explain-split examples: with an LLM, or the no-LLM baseline.
+
+Input: the `contexts` and `skipped` tables of the sampling stage (see scoring.py for the
+contexts columns). Output: one row per latent, see `EXPLANATION_SCHEMA`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ..config import ExplainerConfig, SamplingConfig
+from ..llm.api import ChatLLM, ChatRequest
+from .prompts import (
+    PROMPT_VERSIONS,
+    Example,
+    build_explainer_messages,
+    explainer_prompt_key,
+    parse_explanation,
+    top_tokens_explanation,
+)
+
+EXPLANATION_SCHEMA: dict[str, pl.DataType] = {
+    "latent": pl.Int64(),
+    "status": pl.Utf8(),  # "ok" | "failed" | "skipped"
+    "explanation": pl.Utf8(),  # null unless ok
+    "reason": pl.Utf8(),  # why failed/skipped; null when ok
+    "explainer": pl.Utf8(),  # ExplainerConfig.kind
+    "explainer_model": pl.Utf8(),  # the LLM's model name; null for top_tokens
+    "prompt_version": pl.Utf8(),  # PROMPT_VERSIONS entry of the template used
+    "n_examples": pl.Int64(),  # windows shown to the explainer (activating + negatives)
+}
+_REASON_ANSWER_CHARS = 160  # how much of a rejected answer to keep in `reason`
+
+
+def _examples(rows: pl.DataFrame) -> list[Example]:
+    return [Example(tuple(t), tuple(a)) for t, a in zip(rows["token_strs"], rows["acts"], strict=True)]
+
+
+def _ordered(rows: pl.DataFrame, sampling: SamplingConfig | None, latent: int) -> pl.DataFrame:
+    """Strongest first; with a sampling config, a seeded shuffle instead, so that the explainer
+    does not anchor on the order (the quantile examples otherwise always come last)."""
+    rows = rows.sort(["max_act", "seq", "start"], descending=[True, False, False])
+    if sampling is None:
+        return rows
+    perm = np.random.default_rng([sampling.seed, latent]).permutation(rows.height)
+    return rows[perm]
+
+
+def explain_latents(
+    contexts: pl.DataFrame,
+    skipped: pl.DataFrame,
+    llm: ChatLLM | None,
+    cfg: ExplainerConfig,
+    sampling: SamplingConfig | None = None,
+) -> pl.DataFrame:
+    """One row per latent of `contexts` and of `skipped` (skipped wins), sorted by latent.
+
+    Uses the explain split only. `default` shows activating windows with highlights; `contrastive`
+    also shows the explain split's non-activating windows; `top_tokens` needs no LLM (`llm` may be
+    None). All LLM requests go through one `complete_many` call, so the backend's concurrency
+    applies; a failed request or an unparseable answer is a "failed" row with the reason.
+    """
+    uses_llm = cfg.kind != "top_tokens"
+    if uses_llm and llm is None:
+        raise ValueError(f"explainer kind {cfg.kind!r} needs an LLM; use kind 'top_tokens' to run without one")
+    version = PROMPT_VERSIONS[explainer_prompt_key(cfg.kind, cfg.show_activations, cfg.chain_of_thought)]
+    model = llm.model_name if uses_llm and llm is not None else None
+
+    skipped_reason = dict(zip(skipped["latent"].to_list(), skipped["reason"].to_list(), strict=True))
+    explain = contexts.filter(pl.col("split") == "explain")
+    by_latent = {key[0]: df for key, df in explain.partition_by("latent", as_dict=True).items()}
+    latents = sorted(set(contexts["latent"].to_list()) | set(skipped_reason))
+
+    rows: dict[int, dict] = {}
+    pending: list[tuple[int, ChatRequest, int]] = []  # (latent, request, n_examples)
+    for latent in latents:
+        row = {"latent": latent, "explanation": None, "reason": None, "n_examples": 0}
+        rows[latent] = row
+        if latent in skipped_reason:
+            row.update(status="skipped", reason=skipped_reason[latent])
+            continue
+        df = by_latent.get(latent, explain.clear())
+        activating = _examples(_ordered(df.filter(pl.col("activating")), sampling, latent))
+        if not activating:
+            row.update(status="failed", reason="no activating examples in the explain split")
+            continue
+        if not uses_llm:
+            text = top_tokens_explanation(activating)
+            row.update(status="ok" if text else "failed", explanation=text, n_examples=len(activating))
+            if text is None:
+                row["reason"] = "activating examples have no active token"
+            continue
+        negatives = (
+            _examples(_ordered(df.filter(~pl.col("activating")), sampling, latent))
+            if cfg.kind == "contrastive"
+            else []
+        )
+        messages = build_explainer_messages(
+            activating,
+            negatives,
+            kind=cfg.kind,
+            show_activations=cfg.show_activations,
+            chain_of_thought=cfg.chain_of_thought,
+        )
+        pending.append(
+            (latent, ChatRequest(messages=messages, max_tokens=cfg.max_tokens), len(activating) + len(negatives))
+        )
+
+    if pending:
+        assert llm is not None
+        completions = llm.complete_many([req for _, req, _ in pending])
+        for (latent, _, n_examples), completion in zip(pending, completions, strict=True):
+            row = rows[latent]
+            row["n_examples"] = n_examples
+            if not completion.ok:
+                row.update(status="failed", reason=f"llm error: {completion.error}")
+                continue
+            parsed = parse_explanation(completion.text)
+            if parsed.ok:
+                row.update(status="ok", explanation=parsed.value)
+            else:
+                answer = (completion.text or "")[:_REASON_ANSWER_CHARS]
+                row.update(status="failed", reason=f"{parsed.failure}; answer: {answer!r}")
+
+    records = [
+        {**rows[latent], "explainer": cfg.kind, "explainer_model": model, "prompt_version": version}
+        for latent in latents
+    ]
+    return pl.DataFrame(records, schema=EXPLANATION_SCHEMA).select(list(EXPLANATION_SCHEMA))
+
+
+def select_latents(
+    contexts: pl.DataFrame, skipped: pl.DataFrame, stats: pl.DataFrame, only: list[int], max_latents: int | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """An operator's choice of latents to pay for: `only` these, and at most `max_latents`, most
+    frequently firing first. The others move to `skipped` with the reason, so nothing vanishes."""
+    candidates = set(contexts["latent"].unique().to_list())
+    chosen = candidates & set(only) if only else candidates
+    if max_latents is not None:
+        by_freq = stats.filter(pl.col("latent").is_in(list(chosen))).sort(["n_firing", "latent"], descending=[True, False])
+        chosen = set(by_freq["latent"].head(max_latents).to_list())
+    left_out = sorted(candidates - chosen)
+    if not left_out:
+        return contexts, skipped
+    reason = pl.DataFrame({"latent": left_out, "reason": ["not selected for this run (latent selection)"] * len(left_out)},
+                          schema=skipped.schema)
+    return contexts.filter(pl.col("latent").is_in(list(chosen))), pl.concat([skipped, reason])

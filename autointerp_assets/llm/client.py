@@ -1,0 +1,234 @@
+"""`ChatLLM` over any OpenAI-compatible endpoint.
+
+Works against vLLM, OpenRouter, OpenAI, llama.cpp's server and `transformers serve`.
+Retries are ours (the openai client's own are disabled) so every retry and failure
+is counted in `Usage`. A request that still fails becomes a `Completion` carrying
+`error="<kind>: <message>"`; it is never raised and never dropped.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import openai
+
+from .api import ChatRequest, Completion, TokenLogprobs, failed
+from .cache import CachedAccounting, ResponseCache
+
+log = logging.getLogger(__name__)
+
+# Local servers run without auth, but the openai client refuses an empty key.
+PLACEHOLDER_API_KEY = "no-key"
+# Kinds worth another attempt; the rest (auth, bad_request, bad_response) fail the same way again.
+RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection"})
+MAX_RETRY_AFTER_S = 300.0
+
+
+def _classify(exc: Exception) -> str:
+    # APITimeoutError subclasses APIConnectionError, so it is checked first.
+    if isinstance(exc, openai.APITimeoutError):
+        return "timeout"
+    if isinstance(exc, openai.APIConnectionError):
+        return "connection"
+    if isinstance(exc, openai.APIStatusError):
+        status = exc.status_code
+        if status == 429:
+            return "rate_limit"
+        if status == 408:
+            return "timeout"
+        if status >= 500:
+            return "server"
+        if status in (401, 403):
+            return "auth"
+        return "bad_request"
+    # The body was not a chat completion (e.g. invalid JSON, validation error).
+    return "bad_response"
+
+
+def _retry_after_s(exc: Exception) -> float | None:
+    """Seconds the server asked us to wait (retry-after-ms, Retry-After seconds or date), if any."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) * scale)
+            except ValueError:
+                pass
+    try:
+        when = email.utils.parsedate_to_datetime(headers.get("retry-after") or "")
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# -- rate limit -----------------------------------------------------------------------------------
+class _RateLimiter:
+    """Spaces request starts evenly (60/rpm seconds apart) across all worker threads."""
+
+    def __init__(self, requests_per_minute: float | None):
+        self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self._interval:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            self._next = slot + self._interval
+        if slot > now:
+            time.sleep(slot - now)
+
+
+# -- the client --------------------------------------------------------------------------------------
+class OpenAICompatibleLLM(CachedAccounting):
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        max_concurrency: int = 8,
+        requests_per_minute: float | None = None,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        price_per_million_input: float = 0.0,
+        price_per_million_output: float = 0.0,
+        cache: ResponseCache | None = None,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 60.0,
+    ):
+        super().__init__(cache, price_per_million_input, price_per_million_output)
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model
+        self.supports_logprobs = True  # optimistic until the server rejects or omits them
+        self.max_concurrency = max(1, max_concurrency)
+        self.timeout_s = timeout_s
+        self.max_retries = max(0, max_retries)
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self._secret = api_key or None  # only for redaction; never logged or stored
+        self._limiter = _RateLimiter(requests_per_minute)
+        self._client = openai.OpenAI(
+            base_url=self.base_url,
+            api_key=api_key or PLACEHOLDER_API_KEY,
+            timeout=timeout_s,
+            max_retries=0,  # our retries, so they are counted
+        )
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatibleLLM(base_url={self.base_url!r}, model={self.model_name!r})"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def check_reachable(self) -> None:
+        """Raise a clear error if the endpoint does not answer; call before a big run."""
+        try:
+            self._client.models.list(timeout=min(self.timeout_s, 10.0))
+        except (openai.APITimeoutError, openai.APIConnectionError) as e:
+            raise ConnectionError(
+                f"LLM endpoint {self.base_url} is unreachable ({type(e).__name__}); "
+                "start the server or fix llm.base_url"
+            ) from None
+        except openai.AuthenticationError:
+            raise PermissionError(
+                f"LLM endpoint {self.base_url} rejected the API key; check the api_key EnvVar"
+            ) from None
+        except openai.APIStatusError:
+            pass  # it answered; some servers simply have no /models route
+
+    def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        results, misses = self._lookup(requests)
+        if misses:
+            workers = min(self.max_concurrency, len(misses))
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
+                for i, completion in zip(misses, pool.map(lambda i: self._answer(requests[i]), misses), strict=True):
+                    results[i] = completion
+        return results  # type: ignore[return-value]  # every slot is filled
+
+    def _answer(self, request: ChatRequest) -> Completion:
+        retries = 0  # extra attempts of any cause, for `usage.retries`
+        failures = 0  # failed attempts, bounded by max_retries
+        while True:
+            want_logprobs = bool(request.top_logprobs) and self.supports_logprobs
+            self._limiter.wait()
+            try:
+                response = self._client.chat.completions.create(
+                    model=self.model_name,
+                    messages=list(request.messages),  # type: ignore[arg-type]
+                    max_tokens=request.max_tokens,
+                    temperature=request.temperature,
+                    **({"logprobs": True, "top_logprobs": request.top_logprobs} if want_logprobs else {}),
+                )
+                completion = self._parse(response, want_logprobs)
+            except Exception as e:  # noqa: BLE001 - every failure becomes a counted Completion
+                kind = _classify(e)
+                if want_logprobs and kind == "bad_request" and "logprob" in str(e).lower():
+                    log.info("%s rejects logprobs; continuing without them", self.base_url)
+                    self.supports_logprobs = False
+                    retries += 1
+                    continue
+                message = self._redact(f"{type(e).__name__}: {e}")[:300]
+                if kind not in RETRYABLE or failures >= self.max_retries:
+                    if kind in RETRYABLE:
+                        message = f"{message} (after {failures} retries)"
+                    completion = failed(kind, message)
+                else:
+                    delay = self._backoff(failures, _retry_after_s(e))
+                    log.warning("LLM request failed (%s); retry %d in %.2fs", kind, failures + 1, delay)
+                    time.sleep(delay)
+                    failures += 1
+                    retries += 1
+                    continue
+            return self._finish(request, completion, retries)
+
+    def _backoff(self, attempt: int, retry_after: float | None) -> float:
+        # Exponential with jitter so concurrent workers do not retry in lockstep; never
+        # sooner than the server's Retry-After (clamped, so a bogus header cannot stall a run).
+        delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.5)
+        return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER_S))
+
+    def _parse(self, response: Any, want_logprobs: bool) -> Completion:
+        choices = getattr(response, "choices", None)
+        if not choices:
+            return failed("bad_response", f"no choices in response ({type(response).__name__})")
+        choice = choices[0]
+        text = getattr(getattr(choice, "message", None), "content", None)
+        if not isinstance(text, str):
+            return failed("bad_response", "choice has no message content")
+        logprobs = _logprobs(choice) if want_logprobs else None
+        if want_logprobs and logprobs is None:
+            log.info("%s returned no logprobs; continuing without them", self.base_url)
+            self.supports_logprobs = False
+        usage = getattr(response, "usage", None)
+        return Completion(
+            text=text,
+            logprobs=logprobs,
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        )
+
+
+def _logprobs(choice: Any) -> tuple[TokenLogprobs, ...] | None:
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    out = []
+    for step in content:
+        top = {alt.token: float(alt.logprob) for alt in (step.top_logprobs or [])}
+        top.setdefault(step.token, float(step.logprob))
+        out.append(TokenLogprobs(token=step.token, top=top))
+    return tuple(out)
+

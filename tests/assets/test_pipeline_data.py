@@ -1,0 +1,110 @@
+"""The data half materialised through Dagster with the real SmolLM2, plus bad-input failures."""
+
+import dagster as dg
+import polars as pl
+import pytest
+import torch
+from support.project import LAYER, RANGE, key, run, small_config
+
+from autointerp_assets.coders import TopKSAE, save_topk_sae
+from autointerp_assets.config import TopKCoderConfig
+
+pytestmark = pytest.mark.slow
+
+
+def materialization(instance, asset, partition):
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1)
+    return records.records[0].asset_materialization
+
+
+def test_data_half_writes_shards_and_contexts(data_root, instance):
+    stats = pl.read_parquet(data_root / "latent_shards" / LAYER / f"{RANGE}.stats.parquet")
+    assert stats["latent"].to_list() == list(range(16))
+    examples = pl.read_parquet(data_root / "contexts" / LAYER / f"{RANGE}.parquet")
+    skipped = pl.read_parquet(data_root / "contexts" / LAYER / f"{RANGE}.skipped.parquet")
+    # Every latent is accounted for: sampled or skipped with a reason.
+    assert set(examples["latent"]) | set(skipped["latent"]) == set(range(16))
+    assert skipped["reason"].null_count() == 0
+    for _, group in examples.group_by("latent"):
+        explain = set(group.filter(pl.col("split") == "explain").select("seq", "start").iter_rows())
+        test = set(group.filter(pl.col("split") == "test").select("seq", "start").iter_rows())
+        assert explain and test and not explain & test
+    meta = materialization(instance, "contexts", str(key())).metadata
+    for field in ("model_id", "model_revision", "corpus_hash", "coder_hash", "sampling_config"):
+        assert field in meta
+    trained = materialization(instance, "sparse_coder", LAYER).metadata
+    assert 0 < trained["fvu"].value < 1 and trained["l0"].value > 0
+
+
+def test_activation_chunks_are_committed_by_the_manifest(data_root):
+    import json
+
+    manifest = json.loads((data_root / "activations" / LAYER / "manifest.json").read_text())
+    files = sorted(p.name for p in (data_root / "activations" / LAYER).glob("chunk-*.parquet"))
+    assert files == sorted(manifest["chunks"]) and len(files) > 1
+    rows = pl.concat([pl.read_parquet(data_root / "activations" / LAYER / f) for f in files])
+    assert rows.height == manifest["nnz"] and rows["latent"].max() < 256
+
+
+def test_rerun_gives_the_same_shards(data_root, instance):
+    before = (data_root / "latent_shards" / LAYER / f"{RANGE}.parquet").read_bytes()
+    run(["activations"], LAYER, data_root, instance)
+    run(["latent_shards"], key(), data_root, instance)
+    assert pl.read_parquet(data_root / "latent_shards" / LAYER / f"{RANGE}.parquet").equals(
+        pl.read_parquet(before))
+    assert len(list((data_root / "activations" / LAYER).glob("chunk-*.parquet"))) > 0
+
+
+def failure_text(result) -> str:
+    return "\n".join(str(e.event_specific_data.error) for e in result.all_events if e.is_step_failure)
+
+
+def test_latent_range_beyond_the_sae_width_fails_and_writes_nothing(data_root, instance):
+    result = run(["latent_shards"], key(latent_range="00256-00271"), data_root, instance, raise_on_error=False)
+    assert not result.success
+    assert "beyond the sparse coder of layers.3, which has 256 latents" in failure_text(result)
+    assert not (data_root / "latent_shards" / LAYER / "00256-00271.parquet").exists()
+
+
+def test_unknown_hookpoint_fails_and_writes_nothing(tmp_path, instance):
+    small = small_config()
+    cfg = small.model_copy(update={"hookpoints": {**small.hookpoints, "layers.99": small.hookpoints[LAYER]}})
+    result = run(["sparse_coder"], "layers.99", tmp_path, instance, raise_on_error=False, cfg=cfg)
+    assert not result.success and "unknown hookpoint 'layers.99'" in failure_text(result)
+    assert not list(tmp_path.rglob("*.*"))
+
+
+def test_sae_with_wrong_d_in_fails_and_writes_nothing(tmp_path, instance):
+    d_in, n = 100, 64
+    w = torch.randn(n, d_in)
+    save_topk_sae(TopKSAE(w, torch.zeros(n), w.clone(), torch.zeros(d_in), 4), tmp_path / "sae")
+    cfg = small_config().model_copy(update={"hookpoints": {"layers.1": TopKCoderConfig(kind="topk", path=str(tmp_path / "sae"), n_latents=n)}})
+    result = run(["sparse_coder"], "layers.1", tmp_path / "store", instance, raise_on_error=False, cfg=cfg)
+    assert not result.success
+    assert "d_in=100" in failure_text(result) and "576" in failure_text(result)
+    assert not (tmp_path / "store").exists()
+
+
+def test_empty_corpus_fails_and_writes_nothing(tmp_path, instance):
+    (tmp_path / "tiny.txt").write_text("too short")
+    small = small_config()
+    corpus_cfg = small.corpus.model_copy(update={"source": "files", "paths": [str(tmp_path / "*.txt")]})
+    result = run(["corpus"], None, tmp_path / "store", instance, raise_on_error=False,
+                 cfg=small.model_copy(update={"corpus": corpus_cfg}))
+    assert not result.success and "no window of 64 tokens" in failure_text(result)
+    assert not (tmp_path / "store").exists()
+
+
+def test_one_run_backfills_several_layers_with_one_forward_pass(data_root, instance):
+    import json
+
+    run(["sparse_coder"], "layers.3.mlp", data_root, instance)
+    result = run(["activations"], None, data_root, instance, tags={
+        "dagster/asset_partition_range_start": LAYER, "dagster/asset_partition_range_end": "layers.3.mlp"})
+    (event,) = result.get_asset_materialization_events()[:1]
+    assert event.materialization.metadata["layers"].value == "layers.3, layers.3.mlp"  # one step, both layers
+    assert len(result.get_asset_materialization_events()) == 2
+    for layer in (LAYER, "layers.3.mlp"):
+        manifest = json.loads((data_root / "activations" / layer / "manifest.json").read_text())
+        assert manifest["n_tokens"] > 0 and manifest["chunks"]

@@ -1,0 +1,84 @@
+"""The streaming encode against a dense reference, on the real SmolLM2."""
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from autointerp_assets.coders import Neurons, TopKSAE
+from autointerp_assets.data.activations import FIRST_POS, collect_hidden, stream_activations
+from autointerp_assets.data.subject import UnknownHookpointError
+
+pytestmark = pytest.mark.slow
+
+
+def random_sae(d_in: int, n: int, k: int) -> TopKSAE:
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(n, d_in, generator=g) / d_in**0.5
+    return TopKSAE(w, torch.zeros(n), w.clone(), torch.zeros(d_in), k)
+
+
+@pytest.fixture(scope="module")
+def tokens(subject):
+    text = open(torch.__file__).read() * 4
+    ids = subject.tokenizer(text, add_special_tokens=False)["input_ids"][: 6 * 32]
+    return np.asarray(ids, dtype=np.int32).reshape(6, 32)
+
+
+def dense_reference(subject, tokens, layer: int) -> torch.Tensor:
+    """Hidden states after decoder layer `layer` from an unhooked full forward: [n, T, d]."""
+    with torch.inference_mode():
+        out = subject.model(torch.from_numpy(tokens.astype(np.int64)), output_hidden_states=True)
+    return out.hidden_states[layer + 1].float()
+
+
+def test_stream_matches_dense_topk_and_chunks(subject, tokens):
+    sae = random_sae(subject.d_model, 64, 4)
+    chunks = []
+    seq_ids = np.arange(100, 106)
+    stats = stream_activations(
+        subject, tokens, seq_ids, {"layers.2": (subject.resolve("layers.2"), sae)}, batch_size=4,
+        chunk_tokens=64, sink=lambda hp, i, rows: chunks.append((i, rows)),
+    )
+    assert [i for i, _ in chunks] == list(range(len(chunks))) and len(chunks) >= 2  # streamed, in order
+    rows = pl.concat([r for _, r in chunks])
+    n, T = tokens.shape
+    assert stats["layers.2"].n_tokens == n * (T - FIRST_POS) and stats["layers.2"].nnz == rows.height
+
+    h = dense_reference(subject, tokens, 2)[:, FIRST_POS:]  # [n, T-1, d]
+    pre = torch.relu((h - sae.b_dec) @ sae.encoder_weight.T + sae.encoder_bias)  # dense [n, T-1, 64]
+    dense = torch.zeros_like(pre).scatter(-1, pre.topk(4, dim=-1).indices, pre.topk(4, dim=-1).values)
+    got = torch.zeros_like(dense)
+    for seq, pos, latent, value in rows.iter_rows():
+        got[seq - 100, pos - FIRST_POS, latent] = value
+    # The hooked bf16 pass stops early; the reference runs the whole model. Same numbers either way.
+    assert torch.allclose(got, dense, atol=2e-2, rtol=2e-2)
+    assert (rows["pos"] >= FIRST_POS).all()
+
+
+def test_one_pass_serves_several_hookpoints_including_neurons(subject, tokens):
+    mlp = subject.resolve("layers.1.mlp", "neurons")
+    got: dict[str, list] = {"layers.1.mlp": [], "layers.3": []}
+    stream_activations(
+        subject, tokens[:2], np.arange(2),
+        {"layers.1.mlp": (mlp, Neurons(subject.width(mlp), top_k=8)),
+         "layers.3": (subject.resolve("layers.3"), random_sae(subject.d_model, 32, 2))},
+        batch_size=2, chunk_tokens=10_000, sink=lambda hp, i, rows: got[hp].append(rows),
+    )
+    neurons = pl.concat(got["layers.1.mlp"])
+    assert neurons["latent"].max() < subject.width(mlp) == 1536
+    assert neurons.group_by("seq", "pos").len()["len"].max() <= 8
+    assert pl.concat(got["layers.3"]).height > 0
+
+
+def test_collect_hidden_skips_the_sink_position(subject, tokens):
+    h = collect_hidden(subject, tokens, subject.resolve("layers.2"), batch_size=4, max_tokens=40)
+    ref = dense_reference(subject, tokens, 2)[:, FIRST_POS:].reshape(-1, subject.d_model)[:40]
+    assert h.shape == (40, subject.d_model) and torch.allclose(h, ref, atol=2e-2, rtol=2e-2)
+
+
+def test_unknown_hookpoint_lists_valid_names(subject):
+    with pytest.raises(UnknownHookpointError, match=r"unknown hookpoint 'layers\.99'.*layers\.0\.mlp.*layers\.29"):
+        subject.resolve("layers.99")
+    with pytest.raises(UnknownHookpointError, match="down_proj"):
+        subject.resolve("layers.2", "neurons")

@@ -1,0 +1,124 @@
+import numpy as np
+import polars as pl
+import pytest
+
+from autointerp_assets.config import SamplingConfig
+from autointerp_assets.data.sampling import PEAK_FRACTION, build_contexts, window_start
+from autointerp_assets.data.shards import latent_slice, latent_stats
+
+CTX, L = 64, 16
+CFG = SamplingConfig(example_ctx_len=L, n_top=4, n_quantiles=3, n_per_quantile_explain=2,
+                     n_per_quantile_test=3, n_random_negatives=4, n_hard_negatives=3, min_examples=6, seed=7)
+
+
+def synthetic(n_seq=200, seed=0):
+    """Tokens plus activations: latent 0 fires on token 5 in even rows only (so token 5 in odd
+    rows makes hard negatives), latent 1 fires three times, latent 2 never."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 50, size=(n_seq, CTX)).astype(np.int32)
+    seq_ids = np.arange(1000, 1000 + n_seq)
+    rows = []
+    for latent, token in ((0, 5), (1, 9)):
+        r, p = np.nonzero(tokens == token)
+        if latent == 0:
+            r, p = r[r % 2 == 0], p[r % 2 == 0]
+        if latent == 1:  # three firings in three different sequences
+            _, first = np.unique(r, return_index=True)
+            r, p = r[first[:3]], p[first[:3]]
+        for row, pos in zip(r, p):
+            rows.append((int(seq_ids[row]), int(pos), latent, float(rng.uniform(0.1, 10))))
+    frame = pl.DataFrame(rows, schema={"seq": pl.Int64, "pos": pl.Int32, "latent": pl.Int32, "value": pl.Float32},
+                         orient="row")
+    return tokens, seq_ids, latent_slice([frame], range(0, 3))
+
+
+def windows(frame):
+    return {(s, st) for s, st in frame.select("seq", "start").iter_rows()}
+
+
+@pytest.fixture(scope="module")
+def built():
+    tokens, seq_ids, rows = synthetic()
+    return tokens, seq_ids, rows, build_contexts(rows, range(0, 3), tokens, seq_ids, lambda t: f"<{t}>", CFG)
+
+
+def test_explain_and_test_sets_never_share_a_window_or_a_token(built):
+    *_, ctx = built
+    ex = ctx.examples.filter(pl.col("latent") == 0)
+    explain, test = ex.filter(pl.col("split") == "explain"), ex.filter(pl.col("split") == "test")
+    assert explain.height and test.height
+    assert not windows(explain) & windows(test)
+    # Stronger: no two windows of a latent overlap at all.
+    spans = sorted((s, st) for s, st in ex.select("seq", "start").iter_rows())
+    for (s1, a), (s2, b) in zip(spans, spans[1:]):
+        assert s1 != s2 or b - a >= L
+
+
+def test_counts_kinds_and_labels(built):
+    *_, ctx = built
+    ex = ctx.examples.filter(pl.col("latent") == 0)
+    count = {f"{s}/{k}": n for s, k, n in ex.group_by("split", "kind").len().iter_rows()}
+    assert count["explain/top"] == CFG.n_top
+    assert count["test/quantile"] == CFG.n_quantiles * CFG.n_per_quantile_test
+    assert count["explain/quantile"] == CFG.n_quantiles * CFG.n_per_quantile_explain
+    assert count["test/random"] == CFG.n_random_negatives and count["explain/random"] == CFG.n_random_negatives
+    assert count["test/hard_negative"] == CFG.n_hard_negatives
+    assert ex.filter(pl.col("activating"))["max_act"].min() > 0
+    assert ex.filter(~pl.col("activating"))["max_act"].max() == 0
+    assert set(ex.filter(pl.col("kind") == "quantile")["quantile"]) == {0, 1, 2}
+
+
+def test_windows_hold_their_tokens_activations_and_peak(built):
+    tokens, seq_ids, rows, ctx = built
+    row_of = {int(s): i for i, s in enumerate(seq_ids)}
+    firing = {(s, p): v for s, p, lat, v in rows.iter_rows() if lat == 0}
+    for r in ctx.examples.filter(pl.col("latent") == 0).iter_rows(named=True):
+        assert r["tokens"] == tokens[row_of[r["seq"]], r["start"]:r["start"] + L].tolist()
+        assert r["token_strs"] == [f"<{t}>" for t in r["tokens"]]
+        expected = [firing.get((r["seq"], r["start"] + i), 0.0) for i in range(L)]
+        assert np.allclose(r["acts"], expected)
+        if r["activating"]:
+            assert r["acts"][r["peak_index"]] == pytest.approx(max(r["acts"]))
+        if r["kind"] == "hard_negative":  # looks similar: holds the token the latent peaks on
+            assert max(r["acts"]) == 0 and 5 in r["tokens"]
+
+
+def test_top_examples_are_the_strongest_and_bins_are_by_rank(built):
+    *_, ctx = built
+    ex = ctx.examples.filter(pl.col("latent") == 0)
+    top_min = ex.filter(pl.col("kind") == "top")["max_act"].min()
+    assert top_min >= ex.filter(pl.col("kind") == "quantile")["max_act"].max()
+    by_bin = ex.filter(pl.col("kind") == "quantile").group_by("quantile").agg(pl.col("max_act").min().alias("lo"),
+                                                                             pl.col("max_act").max().alias("hi"))
+    lo = dict(by_bin.select("quantile", "lo").iter_rows())
+    hi = dict(by_bin.select("quantile", "hi").iter_rows())
+    assert hi[0] <= lo[1] and hi[1] <= lo[2]
+
+
+def test_rare_and_dead_latents_are_skipped_with_reasons(built):
+    *_, ctx = built
+    reasons = dict(ctx.skipped.iter_rows())
+    assert set(reasons) == {1, 2}
+    assert "only 3 activating windows" in reasons[1] and "min_examples=6" in reasons[1]
+    assert reasons[2].startswith("dead")
+
+
+def test_sampling_is_deterministic_and_independent_of_the_range(built):
+    tokens, seq_ids, rows, ctx = built
+    again = build_contexts(rows, range(0, 1), tokens, seq_ids, lambda t: f"<{t}>", CFG)
+    assert again.examples.equals(ctx.examples.filter(pl.col("latent") == 0))
+
+
+def test_peak_position_is_a_quarter_in_unless_clamped():
+    assert window_start(30, CTX, 32) == 30 - 32 // PEAK_FRACTION
+    assert window_start(3, CTX, 32) == 0
+    assert window_start(63, CTX, 32) == CTX - 32
+
+
+def test_latent_stats_cover_dead_latents(built):
+    _, _, rows, _ = built
+    stats = latent_stats(rows, range(0, 3), n_tokens=200 * CTX)
+    assert stats["latent"].to_list() == [0, 1, 2]
+    assert stats["dead"].to_list() == [False, False, True]
+    assert stats.filter(pl.col("latent") == 1)["n_firing"].item() == 3
+    assert stats.filter(pl.col("latent") == 1)["density"].item() == pytest.approx(3 / (200 * CTX))

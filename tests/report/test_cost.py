@@ -1,0 +1,32 @@
+import polars as pl
+
+from autointerp_assets.data.sampling import CONTEXT_SCHEMA, SKIPPED_SCHEMA
+from autointerp_assets.explain.explainer import select_latents
+
+
+def contexts_for(latents):
+    rows = [{"latent": lat, "split": "explain", "kind": "top", "quantile": -1, "seq": i, "start": 0, "peak_index": 0,
+             "tokens": [1], "token_strs": ["a"], "acts": [1.0], "max_act": 1.0, "activating": True}
+            for i, lat in enumerate(latents)]
+    return pl.DataFrame(rows, schema=CONTEXT_SCHEMA)
+
+
+STATS = pl.DataFrame({"latent": [0, 1, 2, 3], "n_firing": [5, 50, 20, 0]})
+SKIPPED = pl.DataFrame({"latent": [3], "reason": ["dead"]}, schema=SKIPPED_SCHEMA)
+
+
+def test_selection_keeps_the_chosen_and_records_the_rest_as_skipped():
+    contexts, skipped = select_latents(contexts_for([0, 1, 2]), SKIPPED, STATS, only=[0, 2], max_latents=None)
+    assert sorted(contexts["latent"].unique()) == [0, 2]
+    assert dict(skipped.iter_rows()) == {3: "dead", 1: "not selected for this run (latent selection)"}
+
+
+def test_max_latents_takes_the_most_frequent_first():
+    contexts, skipped = select_latents(contexts_for([0, 1, 2]), SKIPPED, STATS, only=[], max_latents=2)
+    assert sorted(contexts["latent"].unique()) == [1, 2]
+    assert 0 in set(skipped["latent"])
+
+
+def test_no_selection_changes_nothing():
+    contexts, skipped = select_latents(contexts_for([0, 1, 2]), SKIPPED, STATS, only=[], max_latents=None)
+    assert contexts.height == 3 and skipped.equals(SKIPPED)
