@@ -19,7 +19,7 @@ from resources.storage import Storage
 from .config import ChecksConfig
 from .data.sampling import CONTEXT_SCHEMA, EXPLAIN, TEST
 from .explain.explainer import EXPLANATION_SCHEMA
-from .partitions import LATENTS_DIM, LAYER_DIM, layer_latent_partitions
+from .partitions import LAYER_DIM, RANGE_DIM, layer_range_partitions
 from .scoring.classify import SCORERS, score_schema
 from .store import layout
 from .store.store import ArtifactStore
@@ -171,13 +171,13 @@ def run_checks(store: ArtifactStore, asset: str, layer: str, latent_range: str, 
 
 def _multi_check(asset: str, defs: list[CheckDef], cfg: ChecksConfig) -> dg.AssetChecksDefinition:
     specs = [dg.AssetCheckSpec(d.name, asset=asset, blocking=d.blocking, description=d.description,
-                               partitions_def=layer_latent_partitions) for d in defs]
+                               partitions_def=layer_range_partitions) for d in defs]
     blocking = {d.name: d.blocking for d in defs}
 
     @dg.multi_asset_check(specs=specs, name=f"{asset}_checks")
     def checks(context: dg.AssetCheckExecutionContext, storage: Storage):
         dims = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-        outcomes = run_checks(storage.store(), asset, dims[LAYER_DIM], dims[LATENTS_DIM], cfg)
+        outcomes = run_checks(storage.store(), asset, dims[LAYER_DIM], dims[RANGE_DIM], cfg)
         for name, outcome in outcomes.items():
             yield dg.AssetCheckResult(
                 check_name=name, asset_key=asset, passed=outcome.passed, description=outcome.description,

@@ -40,17 +40,16 @@ def demo(layer: str | None, latent_range: str | None, through: str) -> int:
     from resources import build_resources
 
     from .assets import ALL_ASSETS
-    from .config import project_config
-    from .partitions import LATENTS_DIM, LAYER_DIM, latent_partitions, layer_partitions
+    from .config import load_config
+    from .partitions import layer_ranges, partition_key, register_partitions
 
-    cfg = project_config()
+    cfg = load_config()
     layer = layer or next(iter(cfg.hookpoints))
-    latent_range = latent_range or latent_partitions.get_partition_keys()[0]
+    latent_range = latent_range or layer_ranges(cfg, layer)[0]
     inst = instance()
-    if not inst.has_dynamic_partition(layer_partitions.name, layer):
-        inst.add_dynamic_partitions(layer_partitions.name, [layer])
+    register_partitions(inst, cfg, [layer])
     resources = build_resources(cfg)
-    multi = dg.MultiPartitionKey({LAYER_DIM: layer, LATENTS_DIM: latent_range})
+    multi = partition_key(layer, latent_range)
     keys = {"corpus": None, "sparse_coder": layer, "activations": layer, "report": layer}
     for stage in STAGES[: STAGES.index(through) + 1]:
         print(f"== {stage} [{keys.get(stage, multi) or 'unpartitioned'}]", flush=True)
@@ -70,13 +69,13 @@ def review(layer: str, latent_range: str, latent: int, verdict: str, text: str |
 
     from resources import build_resources
 
-    from .config import project_config
-    from .partitions import LATENTS_DIM, LAYER_DIM
+    from .config import load_config
+    from .partitions import partition_key
     from .report.review import ReviewError, add_review
     from .store import layout
     from .store.store import partition_path
 
-    store = build_resources(project_config())["storage"].store()
+    store = build_resources(load_config())["storage"].store()
     explanations = layout.read_partition(store, "explanations", layer, latent_range)
     path = partition_path("reviews", layer, latent_range)
     history = store.read_parquet(path) if store.exists(path) else None
@@ -88,7 +87,7 @@ def review(layer: str, latent_range: str, latent: int, verdict: str, text: str |
     store.write_parquet(path, updated)
     last = updated.row(-1, named=True)
     instance().report_runless_asset_event(dg.AssetObservation(
-        asset_key="explanations", partition=str(dg.MultiPartitionKey({LAYER_DIM: layer, LATENTS_DIM: latent_range})),
+        asset_key="explanations", partition=str(partition_key(layer, latent_range)),
         metadata={"review_latent": latent, "review_verdict": verdict, "reviewer": reviewer,
                   "explanation": last["explanation"], "original_explanation": last["original_explanation"],
                   "prompt_version": last["prompt_version"], "reviews_path": dg.MetadataValue.path(store.uri(path))},
@@ -128,18 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         return demo(args.layer, args.latent_range, args.through)
     if args.command == "review":
         return review(args.layer, args.latent_range, args.latent, args.verdict, args.text, args.reviewer)
-    from .partitions import layer_partitions
+    from .config import load_config
+    from .partitions import layer_partitions, register_partitions
 
     inst = instance()
     if args.command == "add-layer":
-        from .config import project_config
-
-        unknown = [n for n in args.names if n not in project_config().hookpoints]
+        cfg = load_config()
+        unknown = [n for n in args.names if n not in cfg.hookpoints]
         if unknown:
             print(f"{unknown} have no sparse coder in the project config; add them under `hookpoints:` first",
                   file=sys.stderr)
             return 2
-        inst.add_dynamic_partitions(layer_partitions.name, args.names)
+        register_partitions(inst, cfg, args.names)
     print("\n".join(inst.get_dynamic_partitions(layer_partitions.name)))
     return 0
 

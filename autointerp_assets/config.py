@@ -1,9 +1,8 @@
 """The project config: one YAML file read at code-load time.
 
-Static partitions need the latent width before Dagster builds the graph, so the
-config is read when `autointerp_assets.definitions` is imported. Its path comes
-from `$AUTOINTERP_CONFIG`; without it the packaged `autointerp.yaml` (offline
-defaults) is used. Every field is documented; an invalid file fails with the
+`definitions.py` reads it when Dagster loads the code location and binds it to the
+`Project` resource. Its path comes from `$AUTOINTERP_CONFIG`; without it the packaged
+`autointerp.yaml` (offline defaults) is used. Every field is documented; an invalid file fails with the
 field's path and the fix.
 """
 
@@ -11,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -201,11 +199,6 @@ class ProjectConfig(_Strict):
                 raise ValueError(f"hookpoint '{name}' contains one of | , [ ] / (not allowed in partition keys)")
         return hookpoints
 
-    @property
-    def n_latents(self) -> int:
-        """The widest coder; the static `latents` dimension covers [0, n_latents)."""
-        return max(c.n_latents for c in self.hookpoints.values())
-
 
 def parse_config(raw: dict | None, source: str = "<dict>") -> ProjectConfig:
     try:
@@ -228,8 +221,3 @@ def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     return parse_config(raw, str(path))
 
-
-@cache
-def project_config() -> ProjectConfig:
-    """The config this code location was loaded with."""
-    return load_config()

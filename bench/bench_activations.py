@@ -122,9 +122,9 @@ def versus(args: argparse.Namespace) -> None:
 MEMORY_RUN = """
 import json, resource, sys, dagster as dg
 from autointerp_assets.definitions import all_assets, build_resources
-from autointerp_assets.config import project_config
+from autointerp_assets.config import load_config
 inst = dg.DagsterInstance.ephemeral(); inst.add_dynamic_partitions("layer", ["layers.6"])
-res = build_resources(project_config())
+res = build_resources(load_config())
 for sel, key in (%s):
     dg.materialize(all_assets, selection=[sel], partition_key=key, resources=res, instance=inst)
 print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

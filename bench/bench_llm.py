@@ -20,7 +20,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from autointerp_assets.config import project_config  # noqa: E402
+from tests.transformers_server import transformers_serve  # noqa: E402
+
+from autointerp_assets.config import load_config  # noqa: E402
 from autointerp_assets.data.model_files import loadable  # noqa: E402
 from autointerp_assets.explain.explainer import explain_latents  # noqa: E402
 from autointerp_assets.llm.cache import ResponseCache  # noqa: E402
@@ -28,11 +30,10 @@ from autointerp_assets.llm.client import OpenAICompatibleLLM  # noqa: E402
 from autointerp_assets.scoring.classify import score_latents  # noqa: E402
 from autointerp_assets.store.layout import read_partition  # noqa: E402
 from autointerp_assets.store.store import ArtifactStore  # noqa: E402
-from tests.transformers_server import transformers_serve  # noqa: E402
 
 
 def main() -> None:
-    cfg = project_config()
+    cfg = load_config()
     parser = argparse.ArgumentParser()
     parser.add_argument("--root", default=cfg.storage_root)
     parser.add_argument("--layer", default=next(iter(cfg.hookpoints)))

@@ -12,12 +12,11 @@ from dagster._core.definitions.unresolved_asset_job_definition import (  # what 
 
 from autointerp_assets.config import ProjectConfig
 from autointerp_assets.partitions import (
-    LATENTS_DIM,
     LAYER_DIM,
-    latent_partitions,
-    layer_latent_partitions,
+    RANGE_DIM,
     layer_partitions,
-    parse_latent_range,
+    layer_range_partitions,
+    layer_ranges,
 )
 
 from .planner import Graph, Group, Kind, Node, PartitionKey, Request, Scope
@@ -62,9 +61,8 @@ def stage_jobs(graph: Graph) -> dict[Group, AssetJob]:
 
 
 def latent_ranges(cfg: ProjectConfig, layer: str) -> tuple[str, ...]:
-    """The latent ranges that exist for this layer's coder (the static dimension covers the widest)."""
-    n = cfg.hookpoints[layer].n_latents
-    return tuple(k for k in latent_partitions.get_partition_keys() if parse_latent_range(k).start < n)
+    """The latent ranges that exist for this layer's coder."""
+    return tuple(layer_ranges(cfg, layer))
 
 
 def scope_of(cfg: ProjectConfig, layers: Iterable[str]) -> Scope:
@@ -74,13 +72,13 @@ def scope_of(cfg: ProjectConfig, layers: Iterable[str]) -> Scope:
 def _from_dagster(kind: Kind, key: str | None) -> PartitionKey:
     if kind != "range":
         return key
-    dims = layer_latent_partitions.get_partition_key_from_str(key).keys_by_dimension  # type: ignore[arg-type]
-    return dims[LAYER_DIM], dims[LATENTS_DIM]
+    dims = layer_range_partitions.get_partition_key_from_str(key).keys_by_dimension  # type: ignore[arg-type]
+    return dims[LAYER_DIM], dims[RANGE_DIM]
 
 
 def to_dagster(p: PartitionKey) -> str | None:
     if isinstance(p, tuple):
-        return dg.MultiPartitionKey({LAYER_DIM: p[0], LATENTS_DIM: p[1]})
+        return dg.MultiPartitionKey({LAYER_DIM: p[0], RANGE_DIM: p[1]})
     return p
 
 
@@ -104,8 +102,8 @@ def in_flight_partitions(instance: dg.DagsterInstance) -> set[PartitionKey]:
     out: set[PartitionKey] = set()
     for record in instance.get_run_records(dg.RunsFilter(statuses=IN_FLIGHT)):
         tags = record.dagster_run.tags
-        if f"dagster/partition/{LAYER_DIM}" in tags and f"dagster/partition/{LATENTS_DIM}" in tags:
-            out.add((tags[f"dagster/partition/{LAYER_DIM}"], tags[f"dagster/partition/{LATENTS_DIM}"]))
+        if f"dagster/partition/{LAYER_DIM}" in tags and f"dagster/partition/{RANGE_DIM}" in tags:
+            out.add((tags[f"dagster/partition/{LAYER_DIM}"], tags[f"dagster/partition/{RANGE_DIM}"]))
         else:
             out.add(tags.get("dagster/partition"))
     return out

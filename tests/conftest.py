@@ -14,8 +14,10 @@ os.environ.setdefault("AUTOINTERP_CONFIG", str(TESTS / "support" / "small.yaml")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from support.project import LAYER, key, run  # noqa: E402
+from support.project import LAYER, key, run, small_config  # noqa: E402
 from support.transformers_server import free_port  # noqa: E402
+
+from autointerp_assets.partitions import register_partitions  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +50,8 @@ def subject():
 def instance():
     inst = dg.DagsterInstance.ephemeral()
     inst.add_dynamic_partitions("layer", [LAYER, "layers.3.mlp", "layers.99", "layers.1"])
+    register_partitions(inst, small_config())
+    inst.add_dynamic_partitions("latent_range", ["00256-00271"])  # beyond layers.3's coder, on purpose
     return inst
 
 

@@ -1,12 +1,15 @@
 import pytest
 
 from autointerp_assets.config import ConfigError, load_config, parse_config
-from autointerp_assets.partitions import latent_range_keys, parse_latent_range
+from autointerp_assets.partitions import latent_range_keys, layer_ranges, parse_latent_range
 
 
-def test_defaults_load_and_cover_the_widest_coder():
+def test_defaults_load_and_each_layer_has_only_its_coders_ranges():
     cfg = load_config(None)
-    assert cfg.n_latents == max(c.n_latents for c in cfg.hookpoints.values())
+    for layer, coder in cfg.hookpoints.items():
+        ranges = [parse_latent_range(k) for k in layer_ranges(cfg, layer)]
+        assert ranges[0].start == 0 and ranges[-1].stop == coder.n_latents
+        assert all(a.stop == b.start for a, b in zip(ranges, ranges[1:]))
 
 
 def test_invalid_field_names_the_field_and_fix():

@@ -6,7 +6,7 @@ import dagster as dg
 
 from ..coders import SparseCoder, load_sparse_coder
 from ..config import CoderConfig, NeuronsCoderConfig, ProjectConfig, TopKCoderConfig, TrainTopKCoderConfig
-from ..partitions import LATENTS_DIM, LAYER_DIM
+from ..partitions import LAYER_DIM, RANGE_DIM
 from ..store import layout
 from ..store.store import ArtifactStore
 
@@ -20,7 +20,7 @@ GPU_OP_TAGS = {"dagster-k8s/config": {
 
 def layer_range(context: dg.AssetExecutionContext) -> tuple[str, str]:
     keys = context.partition_key.keys_by_dimension  # type: ignore[attr-defined]
-    return keys[LAYER_DIM], keys[LATENTS_DIM]
+    return keys[LAYER_DIM], keys[RANGE_DIM]
 
 
 def coder_config(cfg: ProjectConfig, layer: str) -> CoderConfig:

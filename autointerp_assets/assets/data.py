@@ -21,7 +21,7 @@ from ..data import corpus as corpus_stage
 from ..data import shards
 from ..data.activations import collect_hidden, stream_activations
 from ..data.sampling import build_contexts
-from ..partitions import from_layer, layer_latent_partitions, layer_partitions, parse_latent_range
+from ..partitions import from_layer, layer_partitions, layer_range_partitions, parse_latent_range
 from ..report.cost import estimate_cost
 from ..store import layout
 from .common import GPU_OP_TAGS, capture_kind, coder_config, layer_range, load_coder
@@ -145,7 +145,7 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
 
 
 @dg.asset(
-    partitions_def=layer_latent_partitions, deps=[dg.AssetDep(activations, partition_mapping=from_layer)],
+    partitions_def=layer_range_partitions, deps=[dg.AssetDep(activations, partition_mapping=from_layer)],
     code_version="1", group_name="data", kinds={"polars", "parquet"},
 )
 
@@ -178,7 +178,7 @@ def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.Mat
 
 
 @dg.asset(
-    partitions_def=layer_latent_partitions, deps=[latent_shards, corpus], code_version="1", group_name="data",
+    partitions_def=layer_range_partitions, deps=[latent_shards, corpus], code_version="1", group_name="data",
     kinds={"polars", "parquet"},
 )
 

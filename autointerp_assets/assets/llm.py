@@ -13,7 +13,7 @@ from ..config import ProjectConfig
 from ..explain.explainer import explain_latents, select_latents
 from ..explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPT_VERSIONS
 from ..explain.prompts import explainer_prompt_key
-from ..partitions import layer_latent_partitions
+from ..partitions import layer_range_partitions
 from ..scoring.classify import score_latents
 from ..scoring.embedding import SentenceEncoder, score_embedding
 from ..scoring.prompts import PROMPT_VERSIONS as SCORER_PROMPT_VERSIONS
@@ -41,7 +41,7 @@ class LatentSelection(dg.Config):
 
 
 @dg.asset(
-    partitions_def=layer_latent_partitions, deps=["contexts"], code_version="1", group_name="llm", pool="llm",
+    partitions_def=layer_range_partitions, deps=["contexts"], code_version="1", group_name="llm", pool="llm",
     kinds={"openai", "parquet"},
 )
 
@@ -86,7 +86,7 @@ def _sentence_encoder() -> SentenceEncoder:
 
 
 @dg.asset(
-    partitions_def=layer_latent_partitions, deps=[explanations, "contexts"], code_version="1", group_name="llm",
+    partitions_def=layer_range_partitions, deps=[explanations, "contexts"], code_version="1", group_name="llm",
     pool="llm", kinds={"openai", "parquet"},
 )
 

@@ -11,7 +11,7 @@ from autointerp_assets.assets import ALL_ASSETS as all_assets
 from autointerp_assets.config import ChecksConfig
 from autointerp_assets.data.sampling import CONTEXT_SCHEMA
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
-from autointerp_assets.partitions import layer_latent_partitions
+from autointerp_assets.partitions import layer_range_partitions
 from autointerp_assets.scoring.classify import score_schema
 from autointerp_assets.store.store import ArtifactStore, partition_path
 from resources.storage import Storage
@@ -96,25 +96,26 @@ def test_blocking_check_stops_the_run(tmp_path, leaky):
     store = ArtifactStore(str(tmp_path))
     ran: list[str] = []
 
-    @dg.asset(name="contexts", partitions_def=layer_latent_partitions)
+    @dg.asset(name="contexts", partitions_def=layer_range_partitions)
     def contexts_stub() -> None:
         windows = [(0, "explain", 0, 0), (0, "test", 0, 2 if leaky else 8)]
         store.write_parquet(partition_path("contexts", LAYER, RANGE), _contexts(windows))
 
-    @dg.asset(name="explanations", partitions_def=layer_latent_partitions, deps=["contexts"])
+    @dg.asset(name="explanations", partitions_def=layer_range_partitions, deps=["contexts"])
     def explanations_stub() -> None:
         ran.append("explanations")
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("layer", [LAYER])
+    instance.add_dynamic_partitions("latent_range", [RANGE])
     context_checks = [c for c in checks.build_asset_checks(ChecksConfig()) if c.node_def.name == "contexts_checks"]
     result = dg.materialize(
         [contexts_stub, explanations_stub, *context_checks], instance=instance, raise_on_error=False,
-        partition_key=dg.MultiPartitionKey({"layer": LAYER, "latents": RANGE}),
+        partition_key=dg.MultiPartitionKey({"layer": LAYER, "range": RANGE}),
         resources={"storage": Storage(root=str(tmp_path))},
     )
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["schema"].passed
     assert evaluations["disjoint_splits"].passed is not leaky
-    assert evaluations["disjoint_splits"].partition == f"{RANGE}|{LAYER}"
+    assert evaluations["disjoint_splits"].partition == f"{LAYER}|{RANGE}"
     assert result.success is not leaky and ran == ([] if leaky else ["explanations"])

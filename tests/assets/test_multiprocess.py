@@ -38,7 +38,7 @@ def _materialise(latent_range: str) -> subprocess.Popen:
     """What an operator runs: one run of one partition, in its own process."""
     return subprocess.Popen(
         [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "autointerp_assets.definitions",
-         "--select", "latent_shards", "--partition", f"{latent_range}|{LAYER}"],
+         "--select", "latent_shards", "--partition", f"{LAYER}|{latent_range}"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
@@ -49,8 +49,8 @@ def test_latent_ranges_run_concurrently(project):
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * len(RANGES), outputs[-1][-3000:]
 
-    runs = [r.dagster_run for r in instance.get_run_records() if "dagster/partition/latents" in r.dagster_run.tags]
-    assert sorted(run.tags["dagster/partition"] for run in runs) == [f"{r}|{LAYER}" for r in RANGES]
+    runs = [r.dagster_run for r in instance.get_run_records() if "dagster/partition/range" in r.dagster_run.tags]
+    assert sorted(run.tags["dagster/partition"] for run in runs) == [f"{LAYER}|{r}" for r in RANGES]
     assert {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     records = [instance.get_run_record_by_id(run.run_id) for run in runs]
     spans = sorted((rec.start_time, rec.end_time) for rec in records)

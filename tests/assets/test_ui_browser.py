@@ -30,7 +30,7 @@ REPO = Path(__file__).parents[2]
 SHOTS = REPO / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 LAYER, RANGE = "layers.3.mlp", "00000-00015"
-PARTITION = f"{RANGE}|{LAYER}"  # Dagster orders dimensions by name: latents|layer
+PARTITION = f"{LAYER}|{RANGE}"  # Dagster orders dimensions by name: layer|range
 LAUNCH = """
 mutation Launch($params: ExecutionParams!) {
   launchRun(executionParams: $params) {
@@ -61,7 +61,7 @@ def ui(tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
     instance, env = on_disk_project(root, LAYER, [
         ("corpus", None), ("sparse_coder", LAYER), ("activations", LAYER),
-        ("latent_shards", dg.MultiPartitionKey({"layer": LAYER, "latents": RANGE}))])
+        ("latent_shards", dg.MultiPartitionKey({"layer": LAYER, "range": RANGE}))])
     instance.dispose()
 
     url = f"http://127.0.0.1:{free_port()}"
@@ -84,7 +84,7 @@ def ui(tmp_path_factory):
 def _launch_contexts(page, url: str) -> str:
     """Launch contexts[PARTITION] the way the UI's launchpad does: one GraphQL mutation."""
     tags = [{"key": "dagster/partition", "value": PARTITION}, {"key": "dagster/partition/layer", "value": LAYER},
-            {"key": "dagster/partition/latents", "value": RANGE}]
+            {"key": "dagster/partition/range", "value": RANGE}]
     params = {"selector": {"repositoryLocationName": "autointerp_assets.definitions",
                            "repositoryName": "__repository__", "jobName": "latent_shards_to_scores_job",
                            "assetSelection": [{"path": ["contexts"]}]},

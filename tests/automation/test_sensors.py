@@ -19,6 +19,7 @@ from autointerp_assets.assets import ALL_ASSETS
 from autointerp_assets.code_location import build_definitions
 from autointerp_assets.coders import TopKSAE, save_topk_sae
 from autointerp_assets.config import load_config
+from autointerp_assets.partitions import register_partitions
 from resources.storage import Storage
 from sensors import build_hookpoint_sensor, build_model_update_sensor, build_source_assets
 from sensors.planner import Graph, Node, Scope, plan
@@ -58,7 +59,7 @@ def project(tmp_path):
 
 def _materialised(instance: dg.DagsterInstance, asset: str, *partitions) -> None:
     for p in partitions:
-        key = dg.MultiPartitionKey({"layer": p[0], "latents": p[1]}) if isinstance(p, tuple) else p
+        key = dg.MultiPartitionKey({"layer": p[0], "range": p[1]}) if isinstance(p, tuple) else p
         instance.report_runless_asset_event(dg.AssetMaterialization(asset, partition=key))
 
 
@@ -77,7 +78,8 @@ def _requested(result) -> list[tuple[str, str, tuple[str, ...]]]:
 def test_hookpoint_sensor_adds_missing_layers_once(project):
     _, cfg = project
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("layer", [TOPK])
+    register_partitions(instance, cfg, [TOPK, NEURONS])
+    instance.delete_dynamic_partition("layer", NEURONS)
     sensor = build_hookpoint_sensor(cfg)
     result = sensor(dg.build_sensor_context(instance=instance))
     assert [r.partition_keys for r in result.dynamic_partitions_requests] == [[NEURONS]]
@@ -88,7 +90,7 @@ def test_hookpoint_sensor_adds_missing_layers_once(project):
 def test_model_update_reruns_only_affected_partitions(project):
     tmp_path, cfg = project
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("layer", [TOPK, NEURONS])
+    register_partitions(instance, cfg, [TOPK, NEURONS])
     _materialised(instance, "corpus", None)
     for asset in ("sparse_coder", "activations"):
         _materialised(instance, asset, TOPK, NEURONS)
@@ -115,7 +117,7 @@ def test_model_update_reruns_only_affected_partitions(project):
     downstream, cursor = _tick(sensor, instance, tmp_path, cursor)
     # only the range built before, only the assets built before: no explanations, no other ranges
     assert _requested(downstream) == [
-        ("latent_shards_to_scores_job", f"{R0}|{TOPK}", ("latent_shards", "contexts"))]
+        ("latent_shards_to_scores_job", f"{TOPK}|{R0}", ("latent_shards", "contexts"))]
     again, cursor = _tick(sensor, instance, tmp_path, cursor)
     assert not again.run_requests
     assert json.loads(cursor)["pending"] == {}
@@ -134,7 +136,7 @@ def test_observing_the_sources_gives_the_sensors_revisions(project):
 
     tmp_path, cfg = project
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("layer", [TOPK, NEURONS])
+    register_partitions(instance, cfg, [TOPK, NEURONS])
     result = observe(build_source_assets(cfg), instance=instance,
                      resources={"storage": Storage(root=str(tmp_path / "data"))})
     assert result.success
@@ -149,7 +151,7 @@ def test_observing_the_sources_gives_the_sensors_revisions(project):
 def test_model_update_waits_for_a_layer_run_in_flight(project):
     tmp_path, cfg = project
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("layer", [TOPK, NEURONS])
+    register_partitions(instance, cfg, [TOPK, NEURONS])
     for asset in ("corpus", "sparse_coder", "activations"):
         _materialised(instance, asset, *([None] if asset == "corpus" else [TOPK]))
     sensor = build_model_update_sensor(cfg, pipeline, list(jobs.values()))
@@ -167,7 +169,7 @@ def test_model_update_waits_for_a_layer_run_in_flight(project):
 def test_refresh_fills_missing_in_order(project):
     _, cfg = project
     instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("layer", [TOPK])
+    register_partitions(instance, cfg, [TOPK])
     groups = {job.name: group for group, job in jobs.items()}
 
     def requested(job: str):
@@ -180,7 +182,7 @@ def test_refresh_fills_missing_in_order(project):
     assert requested("latent_shards_to_scores_job") == []  # waits for the layer
     for asset in ("sparse_coder", "activations"):
         _materialised(instance, asset, TOPK)
-    assert requested("latent_shards_to_scores_job") == [f"{r}|{TOPK}" for r in (R0, R1)]  # 32 latents: 2 ranges
+    assert requested("latent_shards_to_scores_job") == [f"{TOPK}|{r}" for r in (R0, R1)]  # 32 latents: 2 ranges
     assert requested("report_job") == []  # no scores yet
     for asset in ("latent_shards", "contexts", "explanations", "scores"):
         _materialised(instance, asset, (TOPK, R0))

@@ -55,4 +55,4 @@ def test_cli_records_the_review_in_storage_and_in_the_dagster_instance(tmp_path,
     assert len(records) == 1
     meta = records[0].asset_observation.metadata
     assert meta["review_verdict"].value == "reject" and meta["reviewer"].value == "ana"
-    assert records[0].asset_observation.partition == "00000-00015|layers.3"
+    assert records[0].asset_observation.partition == "layers.3|00000-00015"

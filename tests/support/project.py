@@ -11,7 +11,7 @@ import yaml
 
 from autointerp_assets.assets import ALL_ASSETS
 from autointerp_assets.config import ProjectConfig, load_config
-from autointerp_assets.partitions import LATENTS_DIM, LAYER_DIM
+from autointerp_assets.partitions import partition_key, register_partitions
 from resources import Project, Storage, build_resources
 
 SUPPORT = Path(__file__).parent
@@ -24,7 +24,7 @@ def small_config() -> ProjectConfig:
 
 
 def key(layer=LAYER, latent_range=RANGE):
-    return dg.MultiPartitionKey({LAYER_DIM: layer, LATENTS_DIM: latent_range})
+    return partition_key(layer, latent_range)
 
 
 def run(selection, partition_key, root, instance, raise_on_error=True, tags=None, cfg: ProjectConfig | None = None,
@@ -52,8 +52,8 @@ def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]]) 
     env.setenv("DAGSTER_HOME", str(home))
     env.setenv("AUTOINTERP_CONFIG", str(root / "autointerp.yaml"))
     instance = dg.DagsterInstance.get()
-    instance.add_dynamic_partitions("layer", [layer])
     cfg = load_config(root / "autointerp.yaml")
+    register_partitions(instance, cfg, [layer])
     resources = {**build_resources(cfg), "storage": Storage(root=str(root / "data"))}
     for asset, partition in upstream:
         dg.materialize(ALL_ASSETS, selection=[asset], partition_key=partition, resources=resources, instance=instance)
