@@ -7,11 +7,10 @@ Weights `W_enc` [d_in, n], `b_enc` [n], `W_dec` [n, d_in], `b_dec` [d_in] (and `
 from __future__ import annotations
 
 import io
-import json
+import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
-import safetensors.torch
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -108,25 +107,53 @@ class JumpReLUSAE(ReLUSAE):
 _SAELENS_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
 
-def load(loc: Location, max_active: int) -> ReLUSAE:
-    """Gemma Scope params.npz or SAELens safetensors; `loc` may point at the file itself."""
+def _weights(loc: Location) -> tuple[Location, str]:
+    """(directory, weights file name); `loc` may point at the file itself."""
     weights_name = next((n for n in ("params.npz", "sae_weights.safetensors") if loc.exists(n)), None)
     if weights_name is None and loc.fs.isfile(loc.base):  # the path names the weights file
         parent, weights_name = loc.base.rsplit("/", 1)
-        loc = Location(loc.fs, parent, loc.uri)
+        loc = Location(loc.fs, parent, loc.uri.rsplit("/", 1)[0])
     if weights_name is None or not weights_name.endswith((".npz", ".safetensors")):
         raise missing(
             loc,
             "JumpReLU SAE weights (params.npz or sae_weights.safetensors)",
             "point `path` at the directory holding them or at the .npz/.safetensors file itself",
         )
-    data = loc.read(weights_name)
-    if weights_name.endswith(".npz"):
-        with np.load(io.BytesIO(data)) as npz:
-            tensors = {name: torch.from_numpy(npz[name].copy()) for name in npz.files}
+    return loc, weights_name
+
+
+def check(loc: Location) -> int:
+    """The width, read cheaply: present, readable, not truncated."""
+    loc, weights_name = _weights(loc)
+    if weights_name.endswith(".safetensors"):
+        shape = loc.safetensors_shapes(weights_name).get("b_enc", [])
     else:
-        tensors = safetensors.torch.load(data)
-    cfg = json.loads(loc.read("cfg.json")) if loc.exists("cfg.json") else {}
+        try:
+            with loc.fs.open(f"{loc.base}/{weights_name}", "rb") as f, np.load(f) as npz:
+                shape = list(npz["b_enc"].shape) if "b_enc" in npz.files else []
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise SparseCoderError(f"{loc.where(weights_name)} is truncated or not an .npz archive ({e}); "
+                                   "re-download it") from None
+    if len(shape) != 1:
+        raise SparseCoderError(f"{loc.where(weights_name)} has no 1-d 'b_enc'; it is not a SAELens/Gemma Scope SAE")
+    if loc.exists("cfg.json"):
+        loc.read_json("cfg.json")
+    return int(shape[0])
+
+
+def load(loc: Location, max_active: int) -> ReLUSAE:
+    """Gemma Scope params.npz or SAELens safetensors; `loc` may point at the file itself."""
+    loc, weights_name = _weights(loc)
+    if weights_name.endswith(".npz"):
+        try:
+            with np.load(io.BytesIO(loc.read(weights_name))) as npz:
+                tensors = {name: torch.from_numpy(npz[name].copy()) for name in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise SparseCoderError(f"{loc.where(weights_name)} is truncated or not an .npz archive ({e}); "
+                                   "re-download it") from None
+    else:
+        tensors = loc.read_safetensors(weights_name)
+    cfg = loc.read_json("cfg.json") if loc.exists("cfg.json") else {}
     absent = [key for key in _SAELENS_KEYS if key not in tensors]
     if absent:
         raise SparseCoderError(f"{weights_name} at {loc.uri} lacks {absent} (has {sorted(tensors)})")

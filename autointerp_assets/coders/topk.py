@@ -101,7 +101,7 @@ class TopKSAE:
         return hash_coder({"kind": self.kind, "k": self.k, "transcoder": self.transcoder}, self.tensors())
 
 
-def load(loc: Location) -> TopKSAE:
+def _read_cfg(loc: Location) -> dict[str, Any]:
     if not (loc.exists("cfg.json") and loc.exists("sae.safetensors")):
         raise missing(
             loc,
@@ -109,12 +109,30 @@ def load(loc: Location) -> TopKSAE:
             "point `path` at the directory holding both; for a repo with one SAE per hookpoint, "
             "add the hookpoint's folder ('.../repo#layers.6' or 's3://bucket/sae/layers.6')",
         )
-    cfg = json.loads(loc.read("cfg.json"))
+    cfg = loc.read_json("cfg.json")
+    if "k" not in cfg:
+        raise SparseCoderError(f"{loc.where('cfg.json')} has no 'k' (active latents per token); it is not a sparsify "
+                               "TopK SAE config: add \"k\" or use the coder's original cfg.json")
     if cfg.get("activation", "topk") != "topk":
         raise SparseCoderError(f"SAE at {loc.uri} uses activation '{cfg['activation']}'; only 'topk' is supported")
     if cfg.get("skip_connection"):
         raise SparseCoderError(f"SAE at {loc.uri} has a skip connection (skip transcoder); not supported yet")
-    tensors = safetensors.torch.load(loc.read("sae.safetensors"))
+    return cfg
+
+
+def check(loc: Location) -> int:
+    """The width, from the files' headers alone: present, readable, not truncated."""
+    _read_cfg(loc)
+    shapes = loc.safetensors_shapes("sae.safetensors")
+    if len(shapes.get("encoder.weight", [])) != 2:
+        raise SparseCoderError(f"{loc.where('sae.safetensors')} has no 2-d 'encoder.weight' (has {sorted(shapes)}); "
+                               "it is not a sparsify SAE")
+    return int(shapes["encoder.weight"][0])
+
+
+def load(loc: Location) -> TopKSAE:
+    cfg = _read_cfg(loc)
+    tensors = loc.read_safetensors("sae.safetensors")
     absent = [key for key in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if key not in tensors]
     if absent:
         raise SparseCoderError(
