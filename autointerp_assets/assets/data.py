@@ -33,8 +33,12 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
     """Tokenised context windows [n_seq, ctx_len] with their source documents."""
     cfg, store = project.config, storage.store()
     subject = subject_model.load()
-    docs = corpus_stage.documents(cfg.corpus, storage.storage_options())
+    skipped = corpus_stage.SkippedDocuments()  # binary or undecodable: left out, counted, reported
+    docs = corpus_stage.documents(cfg.corpus, storage.storage_options(), skipped)
     built = corpus_stage.build_corpus(docs, subject.tokenizer, cfg.corpus)
+    if skipped.items:
+        context.log.warning(f"skipped {len(skipped.items)} corpus documents that are not text, e.g. "
+                            f"{skipped.items[0][0]}: {skipped.items[0][1]}")
     store.write_parquet(layout.CORPUS_WINDOWS, built.windows)
     store.write_json(layout.CORPUS_META, {"content_hash": built.content_hash, "n_tokens": built.n_tokens})
     splits = built.windows["split"].value_counts()
@@ -45,6 +49,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
             "n_windows": built.windows.height,
             "n_tokens": built.n_tokens,
             "n_documents": built.windows["doc_id"].n_unique(),
+            **skipped.as_metadata(),
             "windows_by_split": dg.MetadataValue.json(dict(zip(*splits.to_dict(as_series=False).values()))),
             **lineage.subject_lineage(subject),
             "path": dg.MetadataValue.path(store.uri(layout.CORPUS_WINDOWS)),
