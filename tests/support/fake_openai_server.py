@@ -2,7 +2,8 @@
 
 Each response is decided by `policy(request_number, body) -> action`, and the text of
 a successful answer by `answer(body)`, so a test scripts exactly the faults and
-answers it needs and reads back what the client really sent.
+answers it needs and reads back what the client really sent. `FAULTS` lists the
+faults a real endpoint shows; `FaultServer.__doc__` every action.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HANG_S = 2.0
+GATHER_TIMEOUT_S = 10.0
 Policy = Callable[[int, dict], str]
+# What goes wrong with real endpoints: rate limiting with Retry-After, a server error, no answer
+# in time, an empty body, a body that is not JSON, the body cut off mid-transfer, the connection
+# dropped without a response, and an answer cut off at max_tokens.
+FAULTS = ("429", "500", "hang", "empty", "garbage", "truncated_body", "drop", "length")
 
 
 def reply_text(body: dict) -> str:
@@ -22,8 +28,8 @@ def reply_text(body: dict) -> str:
     return "echo " + body["messages"][-1]["content"]
 
 
-def chat_completion(body: dict, with_logprobs: bool, text: str) -> dict:
-    choice: dict = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+def chat_completion(body: dict, with_logprobs: bool, text: str, finish_reason: str = "stop") -> dict:
+    choice: dict = {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": text}}
     if with_logprobs and body.get("logprobs"):
         n = body.get("top_logprobs") or 1
         choice["logprobs"] = {
@@ -49,16 +55,24 @@ def chat_completion(body: dict, with_logprobs: bool, text: str) -> dict:
 
 
 class FaultServer:
-    """Actions: ok, ok_nologprobs, reject_logprobs, 429, 500, 401_echo, hang, garbage, slow_ok."""
+    """Actions: ok, ok_nologprobs, reject_logprobs, slow_ok, gather (answer once `gather_n` requests
+    are in flight together), 401_echo (echoes the key back), and the FAULTS: 429 (Retry-After:
+    `retry_after`), 500, hang (answers after HANG_S), empty (200, no body), garbage (200, not JSON),
+    truncated_body (200, half the body, then the connection closes), drop (the connection closes
+    with no response), length (the answer cut in half, finish_reason 'length')."""
 
     def __init__(self) -> None:
         self.policy: Policy = lambda n, body: "ok"
         self.answer: Callable[[dict], str] = reply_text
         self.bodies: list[dict] = []
         self.auth_headers: list[str] = []
+        self.actions: list[str] = []  # what each request got, in arrival order
         self.in_flight = 0
         self.max_in_flight = 0
+        self.gather_n = 2
+        self.retry_after = "0.3"
         self._lock = threading.Lock()
+        self._gathered = threading.Condition(self._lock)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -76,13 +90,21 @@ class FaultServer:
                     server.auth_headers.append(self.headers.get("Authorization", ""))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    server._gathered.notify_all()
                 try:
-                    self._act(server.policy(n, body), body)
+                    action = server.policy(n, body)
+                    with server._lock:
+                        server.actions.append(action)
+                    self._act(action, body)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
 
             def _act(self, action: str, body: dict) -> None:
+                if action == "gather":  # proves concurrency without timing: wait for company
+                    with server._gathered:
+                        server._gathered.wait_for(lambda: server.in_flight >= server.gather_n, GATHER_TIMEOUT_S)
+                    action = "ok"
                 if action == "ok":
                     self._send(200, chat_completion(body, True, server.answer(body)))
                 elif action == "slow_ok":
@@ -96,7 +118,7 @@ class FaultServer:
                     else:
                         self._send(200, chat_completion(body, False, server.answer(body)))
                 elif action == "429":
-                    self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"})
+                    self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": server.retry_after})
                 elif action == "500":
                     self._send(500, {"error": {"message": "boom"}})
                 elif action == "401_echo":  # a hostile server that echoes the key back
@@ -106,6 +128,21 @@ class FaultServer:
                     self._send(200, chat_completion(body, False, server.answer(body)))
                 elif action == "garbage":
                     self._send_raw(200, b"<html>not json{", "application/json")
+                elif action == "empty":
+                    self._send_raw(200, b"", "application/json")
+                elif action == "truncated_body":
+                    data = json.dumps(chat_completion(body, False, server.answer(body))).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                elif action == "drop":
+                    self.close_connection = True  # no status line, no headers: the socket just closes
+                elif action == "length":
+                    text = server.answer(body)
+                    self._send(200, chat_completion(body, False, text[: max(1, len(text) // 2)], "length"))
                 else:
                     raise AssertionError(f"unknown action {action}")
 
