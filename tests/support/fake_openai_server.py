@@ -70,6 +70,7 @@ class FaultServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.gather_n = 2
+        self.models_status = 200  # what GET /models answers: 401 plays a server that refuses the key
         self.retry_after = "0.3"
         self._lock = threading.Lock()
         self._gathered = threading.Condition(self._lock)
@@ -80,7 +81,10 @@ class FaultServer:
                 pass
 
             def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": []})
+                if server.models_status != 200:
+                    self._send(server.models_status, {"error": {"message": "refused"}})
+                else:
+                    self._send(200, {"object": "list", "data": []})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
