@@ -24,10 +24,11 @@ from ..data.sampling import build_contexts
 from ..partitions import from_layer, layer_partitions, layer_range_partitions, parse_latent_range
 from ..report.cost import estimate_cost
 from ..store import layout
-from .common import GPU_OP_TAGS, capture_kind, coder_config, layer_range, load_coder
+from .common import GPU_OP_TAGS, capture_kind, coder_config, fails_clearly, layer_range, load_coder
 
 
 @dg.asset(code_version="1", group_name="data", kinds={"polars", "parquet"})
+@fails_clearly
 def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
            storage: Storage) -> dg.MaterializeResult:
     """Tokenised context windows [n_seq, ctx_len] with their source documents."""
@@ -64,6 +65,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
 )
 
 
+@fails_clearly
 def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                  storage: Storage) -> dg.MaterializeResult:
     """The layer's sparse coder: loaded from a path, raw MLP neurons, or a TopK SAE trained here."""
@@ -101,6 +103,7 @@ def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_mo
 )
 
 
+@fails_clearly
 def activations(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                 storage: Storage) -> dg.MaterializeResult:
     """Non-zero (seq, pos, latent, value) per layer, in chunks. A backfill of several
@@ -155,6 +158,7 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
 )
 
 
+@fails_clearly
 def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
     """Latent-major non-zeros of one latent range, plus per-latent stats."""
     layer, key = layer_range(context)
@@ -188,6 +192,7 @@ def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.Mat
 )
 
 
+@fails_clearly
 def contexts(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
              storage: Storage) -> dg.MaterializeResult:
     """Per latent: explanation examples and disjoint held-out test examples; skipped latents with reasons."""
