@@ -60,14 +60,17 @@ def demo(layer: str | None, latent_range: str | None, through: str) -> int:
 
     from .assets import ALL_ASSETS
     from .config import load_config
-    from .partition_keys import check_layer, check_range
+    from .partition_keys import check_layer, check_layer_and_range
     from .partitions import layer_ranges, partition_key, register_partitions
     from .preflight import check_project
 
     cfg = load_config()
     # Every input is checked before the instance is touched: a bad key registers nothing, runs nothing.
-    layer = check_layer(cfg, layer) if layer else next(iter(cfg.hookpoints))
-    latent_range = check_range(cfg, layer, latent_range) if latent_range else layer_ranges(cfg, layer)[0]
+    if latent_range:
+        layer, latent_range = check_layer_and_range(cfg, layer or next(iter(cfg.hookpoints)), latent_range)
+    else:
+        layer = check_layer(cfg, layer) if layer else next(iter(cfg.hookpoints))
+        latent_range = layer_ranges(cfg, layer)[0]
     resources = build_resources(cfg)
     check_project(cfg, [layer], with_llm=STAGES.index(through) >= STAGES.index("explanations"),
                   storage_options=resources["storage"].storage_options())
@@ -94,14 +97,14 @@ def review(layer: str, latent_range: str, latent: int, verdict: str, text: str |
     from resources import build_resources
 
     from .config import load_config
-    from .partition_keys import check_range
+    from .partition_keys import check_layer_and_range
     from .partitions import parse_latent_range, partition_key
     from .report.review import ReviewError, add_review
     from .store import layout
     from .store.store import partition_path
 
     cfg = load_config()
-    check_range(cfg, layer, latent_range)
+    check_layer_and_range(cfg, layer, latent_range)
     if latent not in parse_latent_range(latent_range):
         print(f"autointerp: latent {latent} is not in range {latent_range}; pick a latent of that range", file=sys.stderr)
         return 2

@@ -49,6 +49,14 @@ def check_range(cfg: ProjectConfig, layer: str, latent_range: str) -> str:
                             f"({cfg.hookpoints[layer].n_latents} latents); valid ranges: {_listing(valid)}{form}")
 
 
+def check_layer_and_range(cfg: ProjectConfig, layer: str, latent_range: str) -> tuple[str, str]:
+    """A layer and a range given separately (CLI options); says so when they were swapped."""
+    if latent_range in cfg.hookpoints and _RANGE_FORM.match(layer):
+        raise PartitionKeyError(f"the layer and the range are swapped: the layer is '{latent_range}', the range "
+                                f"'{layer}' (--layer {latent_range} --range {layer})")
+    return check_layer(cfg, layer), check_range(cfg, layer, latent_range)
+
+
 def check_partition_key(cfg: ProjectConfig, key: str) -> tuple[str, str | None]:
     """`layer` or `layer|range` -> (layer, range or None), or a PartitionKeyError listing what is valid."""
     layer, sep, latent_range = key.partition("|")
