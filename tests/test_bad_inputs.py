@@ -9,7 +9,6 @@ tests/assets/test_bad_inputs_dagster.py.
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from support.inputs import free_url, sae_dir, truncate
 from support.project import SMALL_CONFIG
 
 from autointerp_assets.cli import main
-from autointerp_assets.coders import TopKSAE, save_topk_sae
 
 PASTED_KEY = "sk-live-0123456789abcdefPASTED"
 
@@ -48,25 +47,10 @@ def coder(raw: dict, **fields: object) -> None:
     raw["hookpoints"]["layers.3"] = {**raw["hookpoints"]["layers.3"], **fields}
 
 
-def sae_dir(tmp: Path, n: int = 64) -> Path:
-    w = torch.randn(n, 576, generator=torch.Generator().manual_seed(0))
-    return Path(save_topk_sae(TopKSAE(w, torch.zeros(n), w.clone(), torch.zeros(576), 4), tmp / "sae"))
-
-
 def with_sae(raw: dict, tmp: Path, spoil: Callable[[Path], None] = lambda d: None, n_latents: int = 64) -> None:
     directory = sae_dir(tmp)
     spoil(directory)
     raw["hookpoints"] = {"layers.3": {"kind": "topk", "path": str(directory), "n_latents": n_latents}}
-
-
-def truncate(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
-
-
-def free_url() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
 
 
 def openai(raw: dict, **llm: object) -> None:
