@@ -57,7 +57,7 @@ def chat_completion(body: dict, with_logprobs: bool, text: str, finish_reason: s
 class FaultServer:
     """Actions: ok, ok_nologprobs, reject_logprobs, slow_ok, gather (answer once `gather_n` requests
     are in flight together), 401_echo (echoes the key back), and the FAULTS: 429 (Retry-After:
-    `retry_after`), 500, hang (answers after HANG_S), empty (200, no body), garbage (200, not JSON),
+    `retry_after`), 500, hang (answers after `hang_s`), empty (200, no body), garbage (200, not JSON),
     truncated_body (200, half the body, then the connection closes), drop (the connection closes
     with no response), length (the answer cut in half, finish_reason 'length')."""
 
@@ -72,6 +72,7 @@ class FaultServer:
         self.gather_n = 2
         self.models_status = 200  # what GET /models answers: 401 plays a server that refuses the key
         self.retry_after = "0.3"
+        self.hang_s = HANG_S
         self._lock = threading.Lock()
         self._gathered = threading.Condition(self._lock)
         server = self
@@ -128,7 +129,7 @@ class FaultServer:
                 elif action == "401_echo":  # a hostile server that echoes the key back
                     self._send(401, {"error": {"message": f"bad key {self.headers.get('Authorization')}"}})
                 elif action == "hang":
-                    time.sleep(HANG_S)
+                    time.sleep(server.hang_s)
                     self._send(200, chat_completion(body, False, server.answer(body)))
                 elif action == "garbage":
                     self._send_raw(200, b"<html>not json{", "application/json")
