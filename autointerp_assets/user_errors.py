@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from .errors import PartitionKeyError, UserError
+from .errors import UserError
 from .store.layout import MissingUpstreamError
 
 USER_ERRORS = (UserError, MissingUpstreamError)
@@ -29,7 +29,7 @@ def _chain(exc: BaseException | None) -> Iterator[BaseException]:
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__  # explicit wrapping only: an error raised while handling another is its own
 
 
 def message(exc: BaseException) -> str | None:
@@ -49,26 +49,35 @@ def message(exc: BaseException) -> str | None:
     return None
 
 
+def _registered_layers() -> list[str] | None:
+    from .partitions import layer_partitions
+
+    try:
+        return dg.DagsterInstance.get().get_dynamic_partitions(layer_partitions.name)
+    except Exception:  # noqa: BLE001 - no $DAGSTER_HOME, or an instance we cannot open: just say less
+        return None
+
+
 def partition_help(key: str) -> str:
     """Why Dagster has no partition `key`, with the valid keys and the command that registers them."""
     from .config import load_config
     from .partition_keys import check_partition_key
-    from .partitions import layer_partitions, layer_ranges
+    from .partitions import layer_ranges
 
+    forms = f"{LAYER_ASSETS} take a layer key; {RANGE_ASSETS} take LAYER|RANGE"
     try:
         cfg = load_config()
         layer, _ = check_partition_key(cfg, key)
-    except (PartitionKeyError, UserError) as e:
-        problem = str(e)
-    else:
-        registered = dg.DagsterInstance.get().get_dynamic_partitions(layer_partitions.name)
+    except UserError as e:
+        return f"{e}. {forms}"
+    registered = _registered_layers()
+    if registered is not None and layer not in registered:
         problem = (f"partition key '{key}' fits the project config but is not registered in this Dagster "
-                   f"instance; register it: python -m autointerp_assets add-layer {layer}"
-                   if layer not in registered else f"partition key '{key}' does not fit the selected assets")
-        first = next(iter(cfg.hookpoints))
-        return (f"{problem}. {LAYER_ASSETS} take a layer key ({', '.join(cfg.hookpoints)}); {RANGE_ASSETS} "
-                f"take LAYER|RANGE, e.g. {first}|{layer_ranges(cfg, first)[0]}")
-    return f"{problem}. {LAYER_ASSETS} take a layer key; {RANGE_ASSETS} take LAYER|RANGE"
+                   f"instance; register it: python -m autointerp_assets add-layer {layer}")
+    else:
+        problem = f"partition key '{key}' does not fit the selected assets"
+    first = next(iter(cfg.hookpoints))
+    return f"{problem}. {forms}, e.g. {first} or {first}|{layer_ranges(cfg, first)[0]}"
 
 
 def install_excepthook() -> None:

@@ -213,7 +213,7 @@ class OpenAICompatibleLLM(CachedAccounting):
                     **({"logprobs": True, "top_logprobs": request.top_logprobs} if want_logprobs else {}),
                 )
                 self._answered = True
-                completion = self._parse(response, want_logprobs, request.max_tokens)
+                completion = self._parse(response, want_logprobs)
             except Exception as e:  # noqa: BLE001 - every failure becomes a counted Completion
                 kind = _classify(e)
                 if isinstance(e, openai.APIStatusError):
@@ -248,7 +248,7 @@ class OpenAICompatibleLLM(CachedAccounting):
         delay = min(self.backoff_max_s, self.backoff_base_s * 2**attempt) * random.uniform(0.5, 1.5)
         return max(delay, min(retry_after or 0.0, MAX_RETRY_AFTER_S))
 
-    def _parse(self, response: Any, want_logprobs: bool, max_tokens: int) -> Completion:
+    def _parse(self, response: Any, want_logprobs: bool) -> Completion:
         choices = getattr(response, "choices", None)
         if not choices:
             return failed("bad_response", f"no choices in response ({type(response).__name__})")
@@ -256,10 +256,6 @@ class OpenAICompatibleLLM(CachedAccounting):
         text = getattr(getattr(choice, "message", None), "content", None)
         if not isinstance(text, str):
             return failed("bad_response", "choice has no message content")
-        if getattr(choice, "finish_reason", None) == "length":
-            # Cut off mid-answer: not an answer. Deterministic at temperature 0, so not retried now.
-            return failed("truncated", f"answer cut off at max_tokens={max_tokens} (raise the explainer/scorer "
-                                       f"max_tokens): {self._redact(text)[:120]!r}")
         logprobs = _logprobs(choice) if want_logprobs else None
         if want_logprobs and logprobs is None:
             log.info("%s returned no logprobs; continuing without them", self.base_url)

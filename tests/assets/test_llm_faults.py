@@ -5,7 +5,8 @@ prompt's content (429 with Retry-After, 500, a hang past the timeout, an empty b
 JSON, a body cut off mid-transfer, a dropped connection, an answer cut at max_tokens), and
 some prompts keep failing on their retry. Then:
 - every partition completes;
-- every latent ends explained/scored, or counted as failed with its reason;
+- every latent ends explained/scored, or counted as failed with its reason (a scorer answer
+  cut off mid-list does not parse and is counted too);
 - a rerun against the healed server sends exactly the failed requests again and nothing
   that was answered before: it pays for nothing twice.
 """
@@ -28,7 +29,8 @@ from support.project import LAYER, RANGE, key, run
 from resources.llm import LLMResource
 
 pytestmark = pytest.mark.slow
-KINDS = {"rate_limit", "server", "timeout", "bad_response", "connection", "truncated"}
+KINDS = {"rate_limit", "server", "timeout", "bad_response", "connection"}
+ANSWERED = {"ok", "length"}  # a cut-off answer is still an answer: paid for, cached, judged by the parser
 
 
 def answer(body: dict) -> str:
@@ -110,7 +112,7 @@ def test_every_fault_is_survived_counted_and_retried_once(data_root, instance, s
     first = outcomes(server)
     explain_meta = explained.asset_materializations_for_node("explanations")[0].metadata
     score_meta = scored.asset_materializations_for_node("scores")[0].metadata
-    n_failed_requests = sum(action != "ok" for action in first.values())
+    n_failed_requests = sum(action not in ANSWERED for action in first.values())
     assert explain_meta["llm_failures"].value + score_meta["llm_failures"].value == n_failed_requests
 
     # The endpoint heals; a rerun retries exactly the failures and re-sends nothing that was answered.
@@ -118,7 +120,7 @@ def test_every_fault_is_survived_counted_and_retried_once(data_root, instance, s
     before = server.n_requests
     run(["explanations"], key(), root, instance, llm=llm)
     run(["scores"], key(), root, instance, llm=llm)
-    answered_before = {ident for ident, action in first.items() if action == "ok"}
+    answered_before = {ident for ident, action in first.items() if action in ANSWERED}
     failed_before = set(first) - answered_before
     resent = set(outcomes(server, since=before))
     assert not resent & answered_before  # pays for nothing twice
@@ -127,4 +129,7 @@ def test_every_fault_is_survived_counted_and_retried_once(data_root, instance, s
     assert all("list of exactly" in json.loads(ident)[0][-1]["content"] for ident in new)
     again = pl.read_parquet(root / "explanations" / LAYER / f"{RANGE}.parquet")
     assert not again["reason"].str.contains("llm error").any()
-    assert pl.read_parquet(root / "scores" / LAYER / f"{RANGE}.parquet")["n_failed"].sum() == 0
+    rescored = pl.read_parquet(root / "scores" / LAYER / f"{RANGE}.parquet")
+    # What still fails is an answer cut off mid-list: paid for once, kept, counted as unparseable.
+    assert rescored["n_failed"].sum() < scores["n_failed"].sum()
+    assert not rescored["reason"].str.contains("llm error").any()
