@@ -52,8 +52,7 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     layer, key = layer_range(context)
     cfg, store = project.config, storage.store()
     manifest = layout.read_manifest(store, layer)
-    examples = layout.read_partition(store, "contexts", layer, key)
-    skipped = layout.read_partition(store, "contexts", layer, key, ".skipped")
+    examples, skipped = layout.read_partition_tables(store, "contexts", layer, key).values()  # one commit
     stats = layout.read_partition(store, "latent_shards", layer, key, ".stats")
     examples, skipped = select_latents(examples, skipped, stats, config.latents, config.max_latents)
     client = llm.build(store)
