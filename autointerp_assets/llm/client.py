@@ -156,6 +156,7 @@ class OpenAICompatibleLLM(CachedAccounting):
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
                 for i, completion in zip(misses, pool.map(lambda i: self._answer(requests[i]), misses), strict=True):
                     results[i] = completion
+        self._flush_cache()
         return results  # type: ignore[return-value]  # every slot is filled
 
     def _answer(self, request: ChatRequest) -> Completion:
