@@ -1,10 +1,10 @@
 """Model -> hookpoint -> sparse coder -> non-zero (seq, pos, latent, value), streamed.
 
-The forward pass and the encoding run on the main thread, where the tensors live (GPU
-included); each batch's [tokens, k] values and indices then go to the host (pinned memory,
-asynchronous copy on CUDA) and into a bounded queue. A background writer thread turns them
-into rows and hands a chunk to `sink` every `chunk_tokens` tokens, while the main thread
-runs the next batch's forward pass. Memory is bounded by the queue (`max_pending` batches)
+The main thread runs only the forward pass and puts each batch's hidden states into a
+bounded queue. A background writer thread encodes them where they live (GPU included),
+copies the [tokens, k] values and indices to the host (pinned memory, asynchronously on
+CUDA), turns them into rows and hands a chunk to `sink` every `chunk_tokens` tokens, all
+while the main thread runs the next batch's forward pass. Memory is bounded by the queue (`max_pending` batches)
 plus one chunk buffer per hookpoint: a dense [tokens x latents] tensor never reaches the
 host, and the pre-activations are encoded in slices of at most `ENCODE_ELEMENTS`.
 No device sync is needed per batch for TopK coders: zeros are filtered on the host.
@@ -50,14 +50,11 @@ class HookpointStats:
 
 @dataclass
 class _Batch:
-    """One batch of one hookpoint on its way to the host."""
+    """One batch of one hookpoint's hidden states, on its way to the coder and the host."""
 
     hookpoint: str
     seq_ids: np.ndarray  # [B] global window ids
-    width: int  # W: positions per window after FIRST_POS
-    values: torch.Tensor  # [B*W, k] float32, host (pinned on CUDA)
-    indices: torch.Tensor  # [B*W, k] int32, host
-    ready: torch.cuda.Event | None  # set when the asynchronous copy has landed
+    hidden: torch.Tensor  # [B, W, d] on the subject's device, W = positions after FIRST_POS
 
 
 @dataclass
@@ -67,15 +64,21 @@ class _Buffer:
     parts: dict[str, list[np.ndarray]] = field(default_factory=lambda: {c: [] for c in ACTIVATION_SCHEMA})
     tokens: int = 0
 
-    def add(self, batch: _Batch) -> int:
+    def add(self, seq_ids: np.ndarray, width: int, values: np.ndarray, indices: np.ndarray) -> int:
         """[B*W, k] values and indices -> one row per active (token, latent), token-major."""
-        values, indices = batch.values.numpy(), batch.indices.numpy()
-        flat_token, slot = np.nonzero(values > 0)  # [nnz], [nnz]
-        self.parts["seq"].append(batch.seq_ids[flat_token // batch.width])
-        self.parts["pos"].append((flat_token % batch.width + FIRST_POS).astype(np.int32))
-        self.parts["latent"].append(indices[flat_token, slot])
-        self.parts["value"].append(values[flat_token, slot])
-        self.tokens += values.shape[0]
+        n, k = values.shape
+        active = values > 0
+        if active.all():  # TopK on a real coder: every slot is active, so no index arithmetic per entry
+            flat_token = np.repeat(np.arange(n), k)
+            latent, value = indices.reshape(-1), values.reshape(-1)
+        else:
+            flat_token, slot = np.nonzero(active)  # [nnz], [nnz]
+            latent, value = indices[flat_token, slot], values[flat_token, slot]
+        self.parts["seq"].append(seq_ids[flat_token // width])
+        self.parts["pos"].append((flat_token % width + FIRST_POS).astype(np.int32))
+        self.parts["latent"].append(latent)
+        self.parts["value"].append(value)
+        self.tokens += n
         return len(flat_token)
 
     def frame(self) -> pl.DataFrame:
@@ -83,11 +86,12 @@ class _Buffer:
 
 
 class _Writer(threading.Thread):
-    """Rows and chunks on a background thread, fed through a bounded queue."""
+    """Encoding, rows and chunks on a background thread, fed through a bounded queue."""
 
-    def __init__(self, stats: dict[str, HookpointStats], chunk_tokens: int, sink: ChunkSink, max_pending: int):
+    def __init__(self, coders: dict[str, SparseCoder], stats: dict[str, HookpointStats], chunk_tokens: int,
+                 sink: ChunkSink, max_pending: int):
         super().__init__(name="activations-writer", daemon=True)
-        self.stats, self.chunk_tokens, self.sink = stats, chunk_tokens, sink
+        self.coders, self.stats, self.chunk_tokens, self.sink = coders, stats, chunk_tokens, sink
         self.buffers = {hp: _Buffer() for hp in stats}
         self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=max_pending)
         self.error: BaseException | None = None
@@ -109,12 +113,18 @@ class _Writer(threading.Thread):
     def run(self) -> None:
         try:
             while (batch := self.queue.get()) is not None:
-                if batch.ready is not None:
-                    batch.ready.synchronize()
-                buf = self.buffers[batch.hookpoint]
-                self.stats[batch.hookpoint].nnz += buf.add(batch)
+                hp, (b, w, d) = batch.hookpoint, batch.hidden.shape
+                with torch.inference_mode():
+                    values, indices, dropped = _encode(self.coders[hp], batch.hidden.reshape(b * w, d))
+                    host_values, host_indices, ready = _to_host(values, indices)  # [B*W, k] each
+                del batch.hidden, values, indices
+                if ready is not None:
+                    ready.synchronize()
+                buf = self.buffers[hp]
+                self.stats[hp].nnz += buf.add(batch.seq_ids, w, host_values.numpy(), host_indices.numpy())
+                self.stats[hp].dropped += dropped
                 if buf.tokens >= self.chunk_tokens:
-                    self.flush(batch.hookpoint)
+                    self.flush(hp)
             for hp in self.buffers:
                 self.flush(hp)
         except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
@@ -172,20 +182,17 @@ def stream_activations(
     stats = {hp: HookpointStats(coder.n_latents) for hp, (_, coder) in coders.items()}
     captures = [capture for capture, _ in coders.values()]
     seq_ids = np.asarray(seq_ids, dtype=np.int64)
-    writer = _Writer(stats, chunk_tokens, sink, max_pending)
+    writer = _Writer({hp: coder for hp, (_, coder) in coders.items()}, stats, chunk_tokens, sink, max_pending)
     writer.start()
     start, last_log = time.perf_counter(), 0.0
     try:
         for lo in range(0, n_seq, batch_size):
             batch = torch.from_numpy(np.asarray(tokens[lo : lo + batch_size], dtype=np.int64))  # [B, T]
             hidden = forward_captures(subject, batch, captures)  # hookpoint -> [B, T, d]
-            for hp, (_, coder) in coders.items():
+            for hp in coders:
                 h = hidden[hp][:, FIRST_POS:]  # [B, W, d], W = T - FIRST_POS
-                values, indices, dropped = _encode(coder, h.reshape(-1, h.shape[-1]))  # [B*W, k] each
-                host_values, host_indices, ready = _to_host(values, indices)
                 stats[hp].n_tokens += h.shape[0] * h.shape[1]
-                stats[hp].dropped += dropped
-                writer.put(_Batch(hp, seq_ids[lo : lo + batch_size], h.shape[1], host_values, host_indices, ready))
+                writer.put(_Batch(hp, seq_ids[lo : lo + batch_size], h))
             elapsed = time.perf_counter() - start
             if elapsed - last_log > 10 or lo + batch_size >= n_seq:
                 last_log = elapsed

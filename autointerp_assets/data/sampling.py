@@ -105,7 +105,11 @@ def build_contexts(
     decoded: dict[int, str] = {}
 
     def strs(ids: np.ndarray) -> list[str]:
-        return [decoded.setdefault(int(t), decode(int(t))) for t in ids]
+        ids = ids.tolist()
+        for t in ids:
+            if t not in decoded:  # decode each distinct token once
+                decoded[t] = decode(t)
+        return [decoded[t] for t in ids]
 
     by_latent = {int(k[0]): g for k, g in rows.group_by("latent", maintain_order=True)}
     examples: list[dict] = []

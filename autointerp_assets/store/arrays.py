@@ -1,8 +1,9 @@
-"""Fixed-width .npy arrays on object storage, read by rows without downloading the file.
+"""Fixed-width .npy arrays read by rows, locally (memory map) or from object storage (ranged reads).
 
-Locally `np.load(mmap_mode="r")` does this; `RemoteArray` is the same for s3://: it parses the
-.npy header, then each index fetches only the bytes of the rows asked for (through fsspec's
-block cache, so neighbouring rows share a ranged GET).
+`RowArray` is what `ArtifactStore.open_array` returns: slicing rows gives a lazy view (nothing
+is read); indexing a row, an element or a list of rows reads just those bytes, and counts them.
+Locally the bytes come from a read-only memory map; on s3:// from ranged GETs through fsspec's
+block cache, so neighbouring rows share a request.
 """
 
 from __future__ import annotations
@@ -24,29 +25,39 @@ def npy_header(handle: IO[bytes]) -> tuple[tuple[int, ...], np.dtype, int]:
     return tuple(shape), np.dtype(dtype), handle.tell()
 
 
-class RemoteArray:
-    """Row-major array backed by a remote .npy file. Supports what the readers use:
-    a[i], a[i, j], a[i, a:b], a[a:b] and a[int_array] (whole rows)."""
+class RowArray:
+    """Rows [start, start + shape[0]) of a row-major array. Supports a[i], a[i, j], a[i, a:b],
+    a[a:b] (a lazy view), a[int_array] and np.asarray(a)."""
 
-    def __init__(self, handle: IO[bytes], shape: tuple[int, ...], dtype: np.dtype, offset: int,
-                 count: Callable[[int], None]):
-        self._handle, self.shape, self.dtype, self._offset, self._count = handle, shape, dtype, offset, count
-        self._row_items = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
-        self._row_bytes = self._row_items * dtype.itemsize
+    def __init__(self, read_rows: Callable[[int, int], np.ndarray], shape: tuple[int, ...], dtype: np.dtype,
+                 count: Callable[[int], None], start: int = 0,
+                 take: Callable[[np.ndarray], np.ndarray] | None = None):
+        self._read_rows, self.shape, self.dtype, self._count, self._start = read_rows, shape, dtype, count, start
+        self._take = take  # reads scattered rows in one go, where the backend can
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
     def __len__(self) -> int:
         return self.shape[0]
 
     def _rows(self, lo: int, hi: int) -> np.ndarray:
-        hi = max(lo, min(hi, self.shape[0]))
-        self._handle.seek(self._offset + lo * self._row_bytes)
-        data = self._handle.read((hi - lo) * self._row_bytes)
-        self._count(len(data))
-        return np.frombuffer(data, dtype=self.dtype).reshape((hi - lo, *self.shape[1:]))
+        out = self._read_rows(self._start + lo, self._start + max(lo, hi))
+        self._count(out.nbytes)
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = np.array(self._rows(0, self.shape[0]))
+        return out if dtype is None else out.astype(dtype)
 
     def __getitem__(self, key: Any) -> Any:
         rest: tuple = ()
@@ -54,6 +65,9 @@ class RemoteArray:
             key, rest = key[0], key[1:]
         if isinstance(key, slice):
             lo, hi, step = key.indices(self.shape[0])
+            if step == 1 and not rest:  # a view: read nothing yet
+                return RowArray(self._read_rows, (max(0, hi - lo), *self.shape[1:]), self.dtype, self._count,
+                                self._start + lo, self._take)
             out = self._rows(lo, hi)[::step]
         elif isinstance(key, (int, np.integer)):
             i = int(key) + (self.shape[0] if key < 0 else 0)
@@ -62,7 +76,31 @@ class RemoteArray:
             out = self._rows(i, i + 1)[0]
         else:
             rows = np.asarray(key, dtype=np.int64)
-            out = np.stack([self._rows(int(i), int(i) + 1)[0] for i in rows]) if rows.size else \
-                np.empty((0, *self.shape[1:]), self.dtype)
+            if rows.size and (rows.min() < -self.shape[0] or rows.max() >= self.shape[0]):
+                raise IndexError(f"rows out of range for {self.shape[0]} rows")
+            rows = np.where(rows < 0, rows + self.shape[0], rows) + self._start
+            if self._take is not None:
+                out = self._take(rows)
+            else:
+                parts = [self._read_rows(int(i), int(i) + 1) for i in rows]
+                out = np.concatenate(parts) if parts else np.empty((0, *self.shape[1:]), self.dtype)
+            self._count(out.nbytes)
             return out[(slice(None), *rest)] if rest else out
         return out[rest] if rest else out
+
+
+def mapped_rows(path: str, count: Callable[[int], None]) -> RowArray:
+    mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+    return RowArray(lambda lo, hi: mapped[lo:hi], mapped.shape, mapped.dtype, count, take=lambda rows: mapped[rows])
+
+
+def remote_rows(handle: IO[bytes], count: Callable[[int], None]) -> RowArray:
+    shape, dtype, offset = npy_header(handle)
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize if len(shape) > 1 else dtype.itemsize
+
+    def read(lo: int, hi: int) -> np.ndarray:
+        hi = max(lo, min(hi, shape[0]))
+        handle.seek(offset + lo * row_bytes)
+        return np.frombuffer(handle.read((hi - lo) * row_bytes), dtype=dtype).reshape((hi - lo, *shape[1:]))
+
+    return RowArray(read, shape, dtype, count)

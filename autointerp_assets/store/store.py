@@ -33,7 +33,7 @@ import polars as pl
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
-from .arrays import RemoteArray, npy_header
+from .arrays import RowArray, mapped_rows, remote_rows
 
 
 class ConflictError(RuntimeError):
@@ -158,15 +158,13 @@ class ArtifactStore:
         np.save(buf, np.ascontiguousarray(array), allow_pickle=False)
         self.write_bytes(rel, buf.getvalue())
 
-    def open_array(self, rel: str) -> np.ndarray | RemoteArray:
+    def open_array(self, rel: str) -> RowArray:
         """A .npy file without reading it: a read-only memory map locally, ranged reads on S3.
-        Either way indexing fetches only the rows asked for."""
+        Either way indexing fetches only the rows asked for, and counts them in `bytes_read`."""
         full = self._full(rel)
         if self.is_local:
-            return np.load(full, mmap_mode="r", allow_pickle=False)
-        handle = self.fs.open(full, "rb", block_size=1 << 16, cache_type="blockcache")
-        shape, dtype, offset = npy_header(handle)
-        return RemoteArray(handle, shape, dtype, offset, self._count)
+            return mapped_rows(full, self._count)
+        return remote_rows(self.fs.open(full, "rb", block_size=1 << 16, cache_type="blockcache"), self._count)
 
     def walk_files(self, rel: str) -> Iterator[str]:
         full = self._full(rel)
