@@ -56,8 +56,10 @@ class ActivationRunWriter:
         """Split one chunk of rows by latent bucket and write one lz4 parquet file per bucket.
         (lz4: intermediate files on the hot path, where zstd takes three times as long.)"""
         bucket = rows["latent"].to_numpy() // self.bucket_width
+        if bucket.size and bucket.max() < 2**16:
+            bucket = bucket.astype(np.uint16)  # numpy's stable sort of 16-bit keys is a radix sort: O(n)
         order = np.argsort(bucket, kind="stable")  # rows keep their stream order within a bucket
-        bounds = np.searchsorted(bucket[order], np.arange(bucket.max(initial=-1) + 2))
+        bounds = np.searchsorted(bucket[order], np.arange(int(bucket.max(initial=0)) + 2)) if bucket.size else [0]
         jobs = []
         for b in range(len(bounds) - 1):
             if bounds[b + 1] == bounds[b]:
