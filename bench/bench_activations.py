@@ -164,12 +164,13 @@ def versus(args: argparse.Namespace) -> None:
 
 MEMORY_RUN = """
 import json, resource, sys, dagster as dg
-from autointerp_assets.definitions import all_assets, build_resources
+from autointerp_assets.assets import ALL_ASSETS
 from autointerp_assets.config import load_config
+from resources import build_resources
 inst = dg.DagsterInstance.ephemeral(); inst.add_dynamic_partitions("layer", ["layers.6"])
 res = build_resources(load_config())
 for sel, key in (%s):
-    dg.materialize(all_assets, selection=[sel], partition_key=key, resources=res, instance=inst)
+    dg.materialize(ALL_ASSETS, selection=[sel], partition_key=key, resources=res, instance=inst)
 print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

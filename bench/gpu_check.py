@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -82,15 +83,17 @@ def measure(subject: Subject, layer: str, sae: TopKSAE, tokens: np.ndarray, args
         return time.perf_counter() - start
 
     def stage() -> float:
-        store = ArtifactStore(tempfile.mkdtemp(dir=work))
-        writer = ActivationRunWriter(store, layer, sae.n_latents, args.bucket_width)
+        out = tempfile.mkdtemp(dir=work)
+        writer = ActivationRunWriter(ArtifactStore(out), layer, sae.n_latents, args.bucket_width)
         sync(subject.device)
         start = time.perf_counter()
         stream_activations(subject, tokens, seq_ids, {layer: (capture, sae)}, args.batch, args.chunk_tokens,
                            lambda hp, i, rows: writer.write_chunk(i, rows))
         writer.commit({})
         sync(subject.device)
-        return time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        shutil.rmtree(out)  # a pass writes ~100 MB at the default sizes
+        return seconds
 
     bare(), stage()  # warm-up: kernels, allocator, thread pools, page cache
     times: dict[str, list[float]] = {"bare": [], "stage": []}

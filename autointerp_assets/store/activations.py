@@ -13,8 +13,9 @@ within a file keep the stream's order (token-major); `latent_shards` sorts its o
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,8 +37,9 @@ def activations_dataset(store: ArtifactStore, layer: str) -> Dataset:
 
 @dataclass
 class ActivationRunWriter:
-    """One run's files for one layer. `write_chunk` may be called from one thread at a time;
-    bucket files of a chunk are written by `io_threads` in parallel."""
+    """One run's files for one layer. `write_chunk` hands the chunk to a background thread and
+    returns (at most `max_pending` chunks wait, so memory stays bounded); the bucket files of a
+    chunk are written by `io_threads` in parallel; `commit` waits for every write first."""
 
     store: ArtifactStore
     layer: str
@@ -46,29 +48,41 @@ class ActivationRunWriter:
     version: str = field(default_factory=new_version)
     # Parquet encoding releases the GIL: on a GPU host's many cores, buckets are written in parallel.
     io_threads: int = field(default_factory=lambda: max(1, min(8, (os.cpu_count() or 1) // 2)))
+    max_pending: int = 2
     buckets: dict[str, list[list[Any]]] = field(default_factory=dict)  # bucket -> [[file, bytes, rows], ...]
 
     def __post_init__(self) -> None:
         self.dataset = activations_dataset(self.store, self.layer)
         self._pool = ThreadPoolExecutor(self.io_threads, thread_name_prefix="parquet") if self.io_threads > 1 else None
+        self._chunks = ThreadPoolExecutor(1, thread_name_prefix="chunks")
+        self._slots = threading.BoundedSemaphore(self.max_pending)
+        self._pending: list[Future] = []
 
     def write_chunk(self, index: int, rows: pl.DataFrame) -> None:
-        """Split one chunk of rows by latent bucket and write one lz4 parquet file per bucket.
+        """Queue one chunk: its rows split by latent bucket, one lz4 parquet file per bucket.
         (lz4: intermediate files on the hot path, where zstd takes three times as long.)"""
+        for done in [f for f in self._pending if f.done()]:
+            done.result()  # a failed write surfaces at the next chunk, not only at commit
+            self._pending.remove(done)
+        self._slots.acquire()
+        future = self._chunks.submit(self._write_chunk, index, rows)
+        future.add_done_callback(lambda _: self._slots.release())
+        self._pending.append(future)
+
+    def _write_chunk(self, index: int, rows: pl.DataFrame) -> None:
         bucket = rows["latent"].to_numpy() // self.bucket_width
         if bucket.size and bucket.max() < 2**16:
             bucket = bucket.astype(np.uint16)  # numpy's stable sort of 16-bit keys is a radix sort: O(n)
         order = np.argsort(bucket, kind="stable")  # rows keep their stream order within a bucket
         bounds = np.searchsorted(bucket[order], np.arange(int(bucket.max(initial=0)) + 2)) if bucket.size else [0]
+        rows = rows[order]  # one gather; each bucket is then a zero-copy slice
         jobs = []
         for b in range(len(bounds) - 1):
             if bounds[b + 1] == bounds[b]:
                 continue
             lo = b * self.bucket_width
             key = bucket_key(lo, min(lo + self.bucket_width, self.n_latents) - 1)
-            name = f"{key}/{index:05d}.parquet"
-            part = rows[order[bounds[b] : bounds[b + 1]]]
-            jobs.append((key, name, part))
+            jobs.append((key, f"{key}/{index:05d}.parquet", rows.slice(bounds[b], bounds[b + 1] - bounds[b])))
 
         def write(job: tuple[str, str, pl.DataFrame]) -> list[Any]:
             key, name, part = job
@@ -80,7 +94,10 @@ class ActivationRunWriter:
             self.buckets.setdefault(key, []).append([name, nbytes, nrows])
 
     def commit(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """Swap the layer's manifest to this run; returns the manifest."""
+        """Wait for every chunk, then swap the layer's manifest to this run; returns the manifest."""
+        for future in self._pending:
+            future.result()
+        self._chunks.shutdown()
         if self._pool:
             self._pool.shutdown()
         total = sum(f[1] for files in self.buckets.values() for f in files)
