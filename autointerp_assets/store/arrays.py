@@ -59,6 +59,9 @@ class RowArray:
         out = np.array(self._rows(0, self.shape[0]))
         return out if dtype is None else out.astype(dtype)
 
+    def tolist(self) -> list:
+        return np.asarray(self).tolist()
+
     def __getitem__(self, key: Any) -> Any:
         rest: tuple = ()
         if isinstance(key, tuple):
