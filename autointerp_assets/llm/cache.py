@@ -35,8 +35,8 @@ from .api import ChatRequest, Completion, TokenLogprobs, Usage, error_kind
 log = logging.getLogger(__name__)
 
 MAX_SEGMENTS = 16
-SEGMENT_SCHEMA = {"key": pl.Utf8, "request": pl.Utf8, "text": pl.Utf8, "logprobs": pl.Utf8,
-                  "prompt_tokens": pl.Int64, "completion_tokens": pl.Int64}
+# One row per answer: the content hash, the request and the answer as JSON (any request kind).
+SEGMENT_SCHEMA = {"key": pl.Utf8, "request": pl.Utf8, "response": pl.Utf8}
 
 
 def _slug(text: str) -> str:
@@ -75,13 +75,34 @@ class ResponseCache:
     def directory(self, model: str) -> str:
         return f"{self.prefix}/{_slug(model)}/{self.scope}"
 
-    # -- lookups -------------------------------------------------------------------------------
+    # -- chat completions ---------------------------------------------------------------------
     def get_many(self, model: str, requests: Sequence[ChatRequest]) -> list[Completion | None]:
-        entries = self._load(model)
-        return [_completion(entries.get(self.key(model, r))) for r in requests]
+        return [_completion(self.lookup(model, self.key(model, r))) for r in requests]
 
     def get(self, model: str, request: ChatRequest) -> Completion | None:
         return self.get_many(model, [request])[0]
+
+    def put(self, model: str, request: ChatRequest, completion: Completion) -> None:
+        if not completion.ok:
+            return  # failures are not cached, so a rerun retries exactly them
+        logprobs = completion.logprobs
+        self.store_response(model, self.key(model, request), _request_payload(model, request), {
+            "text": completion.text,
+            "logprobs": [{"token": t.token, "top": t.top} for t in logprobs] if logprobs is not None else None,
+            "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+        })
+
+    # -- any request kind: a content hash, the request (for people to read), the response ------------
+    def lookup(self, model: str, key: str) -> dict[str, Any] | None:
+        """The stored response for a content hash, or None."""
+        row = self._load(model).get(key)
+        if row is None:
+            return None
+        try:
+            return json.loads(row["response"])
+        except ValueError as e:  # a damaged entry is answered afresh
+            log.warning("ignoring unreadable LLM cache entry %s: %s", key, e)
+            return None
 
     def _load(self, model: str) -> dict[str, dict[str, Any]]:
         with self._lock:
@@ -103,20 +124,11 @@ class ResponseCache:
             self._entries[model] = {row["key"]: row for row in merged.iter_rows(named=True)} if merged is not None else {}
             return self._entries[model]
 
-    # -- writes ----------------------------------------------------------------------------------
-    def put(self, model: str, request: ChatRequest, completion: Completion) -> None:
-        if not completion.ok:
-            return  # failures are not cached, so a rerun retries exactly them
-        logprobs = completion.logprobs
-        row = {
-            "key": self.key(model, request),
-            # The request is kept so a person can read what was asked; never the API key.
-            "request": json.dumps(_request_payload(model, request), ensure_ascii=False),
-            "text": completion.text,
-            "logprobs": json.dumps([{"token": t.token, "top": t.top} for t in logprobs]) if logprobs is not None
-            else None,
-            "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-        }
+    def store_response(self, model: str, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        """Keep one successful response; written with the next segment. The request is kept so a
+        person can read what was asked (it never holds the API key)."""
+        row = {"key": key, "request": json.dumps(request, ensure_ascii=False),
+               "response": json.dumps(response, ensure_ascii=False)}
         entries = self._load(model)
         with self._lock:
             entries[row["key"]] = row
@@ -142,18 +154,18 @@ class ResponseCache:
         self.store.write_bytes(f"{self.directory(model)}/{name}", buf.getvalue())
 
 
-def _completion(row: dict[str, Any] | None) -> Completion | None:
-    if row is None:
+def _completion(raw: dict[str, Any] | None) -> Completion | None:
+    if raw is None:
         return None
     try:
-        logprobs = json.loads(row["logprobs"]) if row["logprobs"] is not None else None
+        logprobs = raw["logprobs"]
         return Completion(
-            text=row["text"],
+            text=raw["text"],
             logprobs=tuple(TokenLogprobs(t["token"], t["top"]) for t in logprobs) if logprobs is not None else None,
-            cached=True, prompt_tokens=row["prompt_tokens"], completion_tokens=row["completion_tokens"],
+            cached=True, prompt_tokens=raw["prompt_tokens"], completion_tokens=raw["completion_tokens"],
         )
-    except (ValueError, KeyError, TypeError) as e:  # a damaged entry is answered afresh
-        log.warning("ignoring unreadable LLM cache entry %s: %s", row.get("key"), e)
+    except (KeyError, TypeError) as e:  # a damaged entry is answered afresh
+        log.warning("ignoring unreadable LLM cache entry: %s", e)
         return None
 
 
