@@ -9,13 +9,15 @@ each range holds a mix of frequent and rare latents) and a synthetic corpus (tok
 over SmolLM2's vocabulary) are written through the real writers: `write_corpus` and the
 activations run writer, bucketed at the narrowest range width, committed by their manifests.
 
-Then, for each range count R in --ranges (the layer cut into R ranges of n_latents / R),
-every range's `latent_shards` partition is materialised through Dagster, one run each, in one
-process; then `contexts` for every --contexts-every'th range of the widest split (the real
-sampling, which loads SmolLM2's tokenizer). Printed per R: time per range, activation bytes
-read per range (from each run's metadata), peak RSS of the process, and the total bytes read
-by all R ranges as a multiple of the layer's activation bytes. The cost per range should be
-its share, whatever R: total <= 1.2x the layer at every R, peak RSS not growing with R.
+Then, for each range count R in --ranges (the layer cut into R ranges of n_latents / R), a
+fresh process materialises every range's `latent_shards` partition through Dagster, one run
+each; the finest split's process then runs `contexts` for every --contexts-every'th range (the
+real sampling; it loads SmolLM2 for its tokenizer). Printed per R: time per range, activation
+bytes read per range (from each run's metadata), rows per range, the process's peak RSS, and
+the bytes read by all R ranges as a multiple of the layer's activation bytes; for the finest
+split also the per-range cost over ranges 1-16, 17-64 and 65-256. A range's cost should be its
+share: all ranges together read the layer once (<= 1.2x) at every R, and nothing grows with
+the number of ranges processed.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import json
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -106,6 +109,60 @@ def materialise(asset: str, key: dg.MultiPartitionKey, resources: dict, instance
     return {k: v.value for k, v in event.materialization.metadata.items()}
 
 
+def resources_for(root: Path, n_latents: int, width: int) -> dict:
+    cfg = ProjectConfig(hookpoints={LAYER: TopKCoderConfig(kind="topk", path="synthetic", n_latents=n_latents)},
+                        latent_range_width=width, storage_root=str(root))
+    return build_resources(cfg) | {"storage": Storage(root=str(root))}
+
+
+def run_split(args: argparse.Namespace) -> dict:
+    """In this process: every range's latent_shards (and, with --contexts-every, contexts) for one split."""
+    width = args.latents // args.split
+    resources = resources_for(args.root, args.latents, width)
+    keys = latent_range_keys(args.latents, width)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("layer", [LAYER])
+    instance.add_dynamic_partitions("latent_range", keys)
+    shards = []
+    for key in keys:
+        start = time.perf_counter()
+        meta = materialise("latent_shards", partition_key(LAYER, key), resources, instance)
+        shards.append({"range": key, "s": time.perf_counter() - start, "bytes": meta["activation_bytes_read"],
+                       "rows": meta["n_rows"]})
+    out = {"ranges": args.split, "width": width, "shards": shards, "shards_peak_rss_mib": peak_rss_mib()}
+    if args.contexts_every:
+        contexts = []
+        for key in keys[:: args.contexts_every]:
+            start = time.perf_counter()
+            meta = materialise("contexts", partition_key(LAYER, key), resources, instance)
+            contexts.append({"range": key, "s": time.perf_counter() - start, "bytes": meta["corpus_bytes_read"],
+                             "examples": meta["n_examples"]})
+        out |= {"contexts": contexts, "peak_rss_mib": peak_rss_mib()}
+    return out
+
+
+def summarise(split: dict, layer_bytes: int) -> None:
+    shards, r, w = split["shards"], split["ranges"], split["width"]
+    total = sum(x["bytes"] for x in shards)
+    print(f"latent_shards, {r:4d} ranges of {w:6d} latents: {statistics.median(x['s'] for x in shards):6.2f} s/range, "
+          f"{statistics.median(x['bytes'] for x in shards) / 2**20:8.2f} MiB read/range, "
+          f"{statistics.median(x['rows'] for x in shards):12,.0f} rows/range; all ranges read "
+          f"{total / layer_bytes:.3f}x the layer; peak RSS {split['shards_peak_rss_mib']:,.0f} MiB", flush=True)
+    if r == 256:  # the same split seen as ranges are processed: the per-range cost does not grow
+        for lo, hi in ((0, 16), (16, 64), (64, 256)):
+            part = shards[lo:hi]
+            print(f"    ranges {lo + 1:3d}-{hi:3d}: {statistics.median(x['s'] for x in part):6.2f} s/range, "
+                  f"{statistics.median(x['bytes'] for x in part) / 2**20:6.2f} MiB/range; cumulative read "
+                  f"{sum(x['bytes'] for x in shards[:hi]) / layer_bytes:.3f}x the layer")
+    if split.get("contexts"):
+        runs = split["contexts"][1:] or split["contexts"]  # the first also loads the tokenizer's model
+        print(f"contexts, {len(split['contexts'])} of the {r} ranges of {w}: "
+              f"{statistics.median(x['s'] for x in runs):6.2f} s/range, "
+              f"{statistics.median(x['bytes'] for x in runs) / 2**20:6.2f} MiB of shard + corpus read/range, "
+              f"{statistics.median(x['examples'] for x in runs):,.0f} examples/range; "
+              f"peak RSS {split['peak_rss_mib']:,.0f} MiB", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latents", type=int, default=131_072)
@@ -113,11 +170,16 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--zipf", type=float, default=0.5, help="latent frequency ~ rank^-zipf")
     parser.add_argument("--ranges", type=int, nargs="+", default=[16, 64, 256])
-    parser.add_argument("--contexts-every", type=int, default=1, help="contexts for every n-th range of the widest split")
+    parser.add_argument("--contexts-every", type=int, default=16,
+                        help="contexts for every n-th range of the finest split (0: none)")
     parser.add_argument("--chunk-tokens", type=int, default=1 << 20, help="activation_chunk_tokens")
     parser.add_argument("--root", type=Path, help="keep the data here (default: a temp dir)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--split", type=int, help=argparse.SUPPRESS)  # internal: run one split in this process
     args = parser.parse_args()
+    if args.split:
+        print(json.dumps(run_split(args)))
+        return
 
     root = args.root or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     store = ArtifactStore(str(root))
@@ -131,51 +193,19 @@ def main() -> None:
     n_files = sum(len(f) for f in manifest["buckets"].values())
     print(f"synthetic layer: {args.latents} latents x {manifest['n_tokens']:,} tokens, {manifest['nnz']:,} rows, "
           f"{layer_bytes / 2**20:,.0f} MiB in {n_files} files (buckets of {finest}); "
-          f"corpus {corpus.n_tokens:,} tokens; written in {time.perf_counter() - started:.0f} s", flush=True)
-
+          f"corpus {corpus.n_tokens:,} tokens ({corpus.tokens.nbytes / 2**20:,.0f} MiB); "
+          f"written in {time.perf_counter() - started:.0f} s", flush=True)
+    del corpus
     report: dict = {"latents": args.latents, "tokens": manifest["n_tokens"], "rows": manifest["nnz"],
                     "layer_bytes": layer_bytes, "files": n_files, "splits": []}
-    instance = dg.DagsterInstance.ephemeral()
-    instance.add_dynamic_partitions("layer", [LAYER])
-    for n_ranges in sorted(args.ranges):
-        width = args.latents // n_ranges
-        cfg = ProjectConfig(hookpoints={LAYER: TopKCoderConfig(kind="topk", path="synthetic", n_latents=args.latents)},
-                            latent_range_width=width, storage_root=str(root))
-        resources = build_resources(cfg) | {"storage": Storage(root=str(root))}
-        keys = latent_range_keys(args.latents, width)
-        instance.add_dynamic_partitions("latent_range", keys)
-        seconds, read = [], []
-        for key in keys:
-            start = time.perf_counter()
-            meta = materialise("latent_shards", partition_key(LAYER, key), resources, instance)
-            seconds.append(time.perf_counter() - start)
-            read.append(meta["activation_bytes_read"])
-        split = {"ranges": n_ranges, "width": width, "median_s_per_range": statistics.median(seconds),
-                 "median_bytes_per_range": statistics.median(read), "total_bytes_read": sum(read),
-                 "total_over_layer": sum(read) / layer_bytes, "peak_rss_mib": peak_rss_mib()}
+    for n_ranges in sorted(args.ranges):  # each split in a fresh process: its own peak RSS
+        contexts = args.contexts_every if n_ranges == max(args.ranges) else 0
+        cmd = [sys.executable, __file__, "--split", str(n_ranges), "--root", str(root), "--latents", str(args.latents),
+               "--contexts-every", str(contexts)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        split = json.loads(out.strip().splitlines()[-1])
         report["splits"].append(split)
-        print(f"latent_shards, {n_ranges:4d} ranges of {width:6d}: {split['median_s_per_range']:6.2f} s/range, "
-              f"{split['median_bytes_per_range'] / 2**20:8.2f} MiB read/range, total read "
-              f"{split['total_over_layer']:.3f}x the layer, peak RSS so far {split['peak_rss_mib']:,.0f} MiB", flush=True)
-
-    n_ranges = max(args.ranges)
-    width = args.latents // n_ranges
-    cfg = ProjectConfig(hookpoints={LAYER: TopKCoderConfig(kind="topk", path="synthetic", n_latents=args.latents)},
-                        latent_range_width=width, storage_root=str(root))
-    resources = build_resources(cfg) | {"storage": Storage(root=str(root))}
-    chosen = latent_range_keys(args.latents, width)[:: args.contexts_every]
-    rows = []
-    for i, key in enumerate(chosen):
-        start = time.perf_counter()
-        meta = materialise("contexts", partition_key(LAYER, key), resources, instance)
-        rows.append({"range": key, "s": time.perf_counter() - start, "corpus_bytes_read": meta["corpus_bytes_read"],
-                     "examples": meta["n_examples"], "rss_mib": peak_rss_mib()})
-        if i + 1 in (1, 16, 64, 256) or i + 1 == len(chosen):
-            last = rows[1:] or rows  # the first run also loads the tokenizer
-            print(f"contexts after {i + 1:4d} ranges of {width}: {statistics.median(r['s'] for r in last):6.2f} s/range, "
-                  f"{statistics.median(r['corpus_bytes_read'] for r in last) / 2**20:7.2f} MiB of corpus read/range "
-                  f"(corpus {corpus.tokens.nbytes / 2**20:,.0f} MiB), peak RSS {peak_rss_mib():,.0f} MiB", flush=True)
-    report["contexts"] = rows
+        summarise(split, layer_bytes)
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
 
