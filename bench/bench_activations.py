@@ -163,7 +163,7 @@ def versus(args: argparse.Namespace) -> None:
 
 
 MEMORY_RUN = """
-import json, resource, sys, dagster as dg
+import json, sys, dagster as dg
 from autointerp_assets.assets import ALL_ASSETS
 from autointerp_assets.config import load_config
 from resources import build_resources
@@ -171,7 +171,8 @@ inst = dg.DagsterInstance.ephemeral(); inst.add_dynamic_partitions("layer", ["la
 res = build_resources(load_config())
 for sel, key in (%s):
     dg.materialize(ALL_ASSETS, selection=[sel], partition_key=key, resources=res, instance=inst)
-print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so this child would report its parent's peak
+print(json.dumps({"max_rss_mb": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024}))
 """
 
 

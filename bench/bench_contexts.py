@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 LAYER = "layers.6"
 
 MEASURE = """
-import json, resource, sys, time
+import json, sys, time
 sys.path[:0] = [{root!r}, {bench!r}]
 import dagster as dg
 from autointerp_assets.assets import ALL_ASSETS
@@ -51,7 +51,8 @@ r = dg.materialize(ALL_ASSETS, selection=["contexts"], partition_key=partition_k
                    resources=res, instance=inst, run_config=quiet)
 seconds = time.perf_counter() - start
 meta = r.get_asset_materialization_events()[0].materialization.metadata
-print(json.dumps({{"seconds": seconds, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024  # not ru_maxrss: inherited
+print(json.dumps({{"seconds": seconds, "peak_rss_mib": hwm,
                   "n_examples": meta["n_examples"].value, "corpus_bytes_read": meta["corpus_bytes_read"].value}}))
 """
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -55,7 +54,10 @@ CTX = 64
 
 
 def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak RSS (VmHWM). Not ru_maxrss: Linux carries that across fork and exec,
+    so a child started by a big parent would report the parent's peak."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
 
 
 def synthetic_corpus(n_tokens: int, seed: int) -> Corpus:
@@ -175,6 +177,7 @@ def main() -> None:
     parser.add_argument("--chunk-tokens", type=int, default=1 << 20, help="activation_chunk_tokens")
     parser.add_argument("--root", type=Path, help="keep the data here (default: a temp dir)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--reuse", action="store_true", help="keep the data already under --root")
     parser.add_argument("--split", type=int, help=argparse.SUPPRESS)  # internal: run one split in this process
     args = parser.parse_args()
     if args.split:
@@ -186,9 +189,12 @@ def main() -> None:
     finest = args.latents // max(args.ranges)
     started = time.perf_counter()
     corpus = synthetic_corpus(args.tokens, seed=0)
-    write_corpus(store, corpus)
-    manifest = write_synthetic_activations(store, args.latents, corpus.tokens.shape[0], args.k, args.zipf, finest,
-                                           args.chunk_tokens, seed=1)
+    if args.reuse and store.exists(f"activations/{LAYER}/manifest.json"):
+        manifest = store.read_json(f"activations/{LAYER}/manifest.json")
+    else:
+        write_corpus(store, corpus)
+        manifest = write_synthetic_activations(store, args.latents, corpus.tokens.shape[0], args.k, args.zipf,
+                                               finest, args.chunk_tokens, seed=1)
     layer_bytes = manifest["total_bytes"]
     n_files = sum(len(f) for f in manifest["buckets"].values())
     print(f"synthetic layer: {args.latents} latents x {manifest['n_tokens']:,} tokens, {manifest['nnz']:,} rows, "
