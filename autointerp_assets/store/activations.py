@@ -101,7 +101,7 @@ class ActivationRunWriter:
         if self._pool:
             self._pool.shutdown()
         total = sum(f[1] for files in self.buckets.values() for f in files)
-        return self.dataset.commit(self.version, {}, {
+        return self.dataset.commit(self.version, {}, has_files=bool(self.buckets), meta={
             **meta, "bucket_width": self.bucket_width, "n_latents": self.n_latents,
             "buckets": {k: self.buckets[k] for k in sorted(self.buckets)}, "total_bytes": total})
 

@@ -91,10 +91,12 @@ class Dataset:
                 f"{self.store.uri(rel)} vanished: version {manifest['version']} was replaced and garbage-collected "
                 "while this run read it; re-run this step") from None
 
-    def commit(self, version: str, files: dict[str, str], meta: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Make `version` current. `files` maps names to paths relative to the version directory.
+    def commit(self, version: str, files: dict[str, str], meta: dict[str, Any] | None = None,
+               has_files: bool | None = None) -> dict[str, Any]:
+        """Make `version` current. `files` maps names to paths relative to the version directory;
+        `has_files` says the version directory must exist (default: when `files` names any).
         Returns the manifest written."""
-        if files and not self.store.exists(f"{self.dir}/{version}"):
+        if (bool(files) if has_files is None else has_files) and not self.store.exists(f"{self.dir}/{version}"):
             raise VersionGoneError(f"{self.store.uri(f'{self.dir}/{version}')} is gone (garbage-collected after "
                                    f"{self.orphan_after_s:.0f} s without a write); re-run this step")
         now = time.time()

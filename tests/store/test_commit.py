@@ -151,3 +151,16 @@ def test_token_index_lists_each_tokens_positions_in_order():
     order = np.argsort(flat, kind="stable")
     for t in range(7):
         assert index.positions(t).tolist() == order[flat[order] == t].tolist()
+
+
+def test_a_writer_whose_files_were_collected_cannot_commit(tmp_path):
+    """A writer stalled past orphan_after_s loses its directory; its commit then refuses, instead
+    of pointing the manifest at files that are gone."""
+    store = ArtifactStore(str(tmp_path))
+    writer = ActivationRunWriter(store, "layers.6", n_latents=64, bucket_width=64, io_threads=1)
+    writer.write_chunk(0, _rows(100, 64, seed=0))
+    writer._chunks.shutdown()  # let the queued write land before the collector runs
+    store.delete(f"activations/layers.6/{writer.version}")  # what the collector does to a stale orphan
+    with pytest.raises(VersionGoneError, match="re-run this step"):
+        writer.commit({"n_tokens": 100, "nnz": 100})
+    assert not store.exists("activations/layers.6/manifest.json")
