@@ -5,6 +5,10 @@
         to a store) divided by a bare forward pass to the same hookpoint, same batch,
         dtype and device. Rounds alternate which side runs first, so drift hits both
         sides equally; medians are compared.
+    python bench/bench_activations.py profile [--tokens 16384] [--layer layers.6]
+        where the stage's time goes, each part timed alone over the same batches: forward to
+        the hookpoint, encode (matmul + top-k), host-side row building, and the bucketed parquet
+        write; each as a share of the forward pass (the writer thread overlaps all but the forward).
     python bench/bench_activations.py versus REV [--tokens 16384] [--rounds 4]
         the activations stage of this tree against git revision REV (the previous
         version): each round runs `throughput --json` once in each tree, as separate
@@ -33,10 +37,10 @@ sys.path.insert(0, str(ROOT))
 
 from autointerp_assets.coders import TopKSAE, save_topk_sae  # noqa: E402
 from autointerp_assets.config import CorpusConfig  # noqa: E402
-from autointerp_assets.data.activations import stream_activations  # noqa: E402
+from autointerp_assets.data.activations import FIRST_POS, _Buffer, _encode, stream_activations  # noqa: E402
 from autointerp_assets.data.corpus import build_corpus, documents  # noqa: E402
 from autointerp_assets.data.subject import Subject, forward_captures, load_subject  # noqa: E402
-from autointerp_assets.store.layout import write_activation_chunk  # noqa: E402
+from autointerp_assets.store.activations import ActivationRunWriter  # noqa: E402
 from autointerp_assets.store.store import ArtifactStore  # noqa: E402
 
 
@@ -56,14 +60,7 @@ def random_weight_subject(config_dir: str, dtype: str, device: str) -> Subject:
 
 
 def throughput(args: argparse.Namespace) -> None:
-    if args.random_weights:
-        subject = random_weight_subject(args.random_weights, args.dtype, args.device)
-        n_seq = args.tokens // 64
-        tokens = np.random.default_rng(0).integers(0, subject.model.config.vocab_size, (n_seq, 64), dtype=np.int32)
-    else:
-        subject = load_subject("smollm2-135m-instruct", None, args.dtype, args.device)
-        cfg = CorpusConfig(max_tokens=args.tokens, ctx_len=64, sae_train_fraction=0)
-        tokens = build_corpus(documents(cfg), subject.tokenizer, cfg).token_array()  # [n_seq, 64]
+    subject, tokens = load_tokens(args)
     seq_ids = np.arange(len(tokens))
     capture = subject.resolve(args.layer)
     coders = {args.layer: (capture, random_sae(subject.d_model).to(subject.device, subject.dtype))}
@@ -77,8 +74,10 @@ def throughput(args: argparse.Namespace) -> None:
 
     def ours() -> float:
         start = time.perf_counter()
-        stream_activations(subject, tokens, seq_ids, coders, args.batch_size, 16_384,
-                           lambda hp, i, rows: write_activation_chunk(store, hp, "bench", i, rows))
+        writer = ActivationRunWriter(store, args.layer, coders[args.layer][1].n_latents, args.bucket_width)
+        stream_activations(subject, tokens, seq_ids, coders, args.batch_size, args.chunk_tokens,
+                           lambda hp, i, rows: writer.write_chunk(i, rows))
+        writer.commit({})
         return time.perf_counter() - start
 
     bare(), ours()  # warm-up: allocator, thread pools, page cache
@@ -95,6 +94,50 @@ def throughput(args: argparse.Namespace) -> None:
     print(f"ratio ours/bare            : {med['bare'] / med['ours']:.3f}")
     if args.json:
         print(json.dumps({"ours_tok_s": n / med["ours"], "bare_tok_s": n / med["bare"]}))
+
+
+def load_tokens(args: argparse.Namespace) -> tuple[Subject, np.ndarray]:
+    if args.random_weights:
+        subject = random_weight_subject(args.random_weights, args.dtype, args.device)
+        tokens = np.random.default_rng(0).integers(0, subject.model.config.vocab_size, (args.tokens // 64, 64),
+                                                   dtype=np.int32)
+        return subject, tokens
+    subject = load_subject("smollm2-135m-instruct", None, args.dtype, args.device)
+    cfg = CorpusConfig(max_tokens=args.tokens, ctx_len=64, sae_train_fraction=0)
+    return subject, build_corpus(documents(cfg), subject.tokenizer, cfg).token_array()  # [n_seq, 64]
+
+
+def profile(args: argparse.Namespace) -> None:
+    subject, tokens = load_tokens(args)
+    capture = subject.resolve(args.layer)
+    sae = random_sae(subject.d_model, args.latents).to(subject.device, subject.dtype)
+    store = ArtifactStore(tempfile.mkdtemp(prefix="bench-prof-"))
+    seq_ids = np.arange(len(tokens))
+    parts: dict[str, float] = {"forward": 0.0, "encode": 0.0, "rows": 0.0, "write": 0.0}
+    for _ in range(2):  # the first round warms up; the second is reported
+        parts = dict.fromkeys(parts, 0.0)
+        writer = ActivationRunWriter(store, args.layer, sae.n_latents, args.bucket_width)
+        buf, chunk = _Buffer(), 0
+        for lo in range(0, len(tokens), args.batch_size):
+            t0 = time.perf_counter()
+            h = forward_captures(subject, torch.from_numpy(tokens[lo : lo + args.batch_size].astype(np.int64)),
+                                 [capture])[args.layer][:, FIRST_POS:]
+            t1 = time.perf_counter()
+            values, indices, _ = _encode(sae, h.reshape(-1, h.shape[-1]))
+            values, indices = values.float().cpu().numpy(), indices.int().cpu().numpy()
+            t2 = time.perf_counter()
+            buf.add(seq_ids[lo : lo + args.batch_size], h.shape[1], values, indices)
+            t3 = time.perf_counter()
+            if buf.tokens >= args.chunk_tokens or lo + args.batch_size >= len(tokens):
+                writer.write_chunk(chunk, buf.frame())
+                buf, chunk = _Buffer(), chunk + 1
+            t4 = time.perf_counter()
+            for name, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+                parts[name] += dt
+    print(f"tokens {tokens.size}, batch {args.batch_size}, {args.layer}, {sae.n_latents} latents, "
+          f"torch threads {torch.get_num_threads()}")
+    for name, seconds in parts.items():
+        print(f"{name:8s} {seconds:7.2f} s  {seconds / parts['forward']:6.1%} of the forward pass")
 
 
 def versus(args: argparse.Namespace) -> None:
@@ -120,14 +163,16 @@ def versus(args: argparse.Namespace) -> None:
 
 
 MEMORY_RUN = """
-import json, resource, sys, dagster as dg
-from autointerp_assets.definitions import all_assets, build_resources
+import json, sys, dagster as dg
+from autointerp_assets.assets import ALL_ASSETS
 from autointerp_assets.config import load_config
+from resources import build_resources
 inst = dg.DagsterInstance.ephemeral(); inst.add_dynamic_partitions("layer", ["layers.6"])
 res = build_resources(load_config())
 for sel, key in (%s):
-    dg.materialize(all_assets, selection=[sel], partition_key=key, resources=res, instance=inst)
-print(json.dumps({"max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    dg.materialize(ALL_ASSETS, selection=[sel], partition_key=key, resources=res, instance=inst)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec, so this child would report its parent's peak
+print(json.dumps({"max_rss_mb": next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024}))
 """
 
 
@@ -167,7 +212,19 @@ def main() -> None:
     t.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     t.add_argument("--rounds", type=int, default=3)
     t.add_argument("--random-weights", metavar="CONFIG_DIR", help="SmolLM2's config.json with random weights")
+    t.add_argument("--chunk-tokens", type=int, default=16_384, help="the config's activation_chunk_tokens")
+    t.add_argument("--bucket-width", type=int, default=64, help="the config's latent_range_width")
     t.add_argument("--json", action="store_true", help="also print the medians as one JSON line")
+    p = sub.add_parser("profile")
+    p.add_argument("--tokens", type=int, default=16_384)
+    p.add_argument("--layer", default="layers.6")
+    p.add_argument("--latents", type=int, default=2048)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--random-weights", metavar="CONFIG_DIR")
+    p.add_argument("--chunk-tokens", type=int, default=16_384)
+    p.add_argument("--bucket-width", type=int, default=64)
     v = sub.add_parser("versus")
     v.add_argument("rev")
     v.add_argument("--tokens", type=int, default=16_384)
@@ -176,7 +233,7 @@ def main() -> None:
     m.add_argument("--small", type=int, default=50_000)
     m.add_argument("--large", type=int, default=200_000)
     args = parser.parse_args()
-    {"throughput": throughput, "versus": versus, "memory": memory}[args.mode](args)
+    {"throughput": throughput, "profile": profile, "versus": versus, "memory": memory}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -43,8 +43,9 @@ class LLMResource(dg.ConfigurableResource):
     price_per_million_input: float = 0.0
     price_per_million_output: float = 0.0
 
-    def build(self, store: ArtifactStore) -> ChatLLM:
-        cache = ResponseCache(store)
+    def build(self, store: ArtifactStore, scope: str = "shared") -> ChatLLM:
+        """The client; its response cache holds `scope` (one partition, e.g. 'scores/layers.6/00000-00063')."""
+        cache = ResponseCache(store, scope=scope)
         if self.backend == "local":
             from autointerp_assets.llm.local import LocalChatLLM  # torch only when used
 

@@ -5,7 +5,6 @@ write atomically, report lineage.
 """
 
 import time
-import uuid
 
 import dagster as dg
 
@@ -24,6 +23,7 @@ from ..data.sampling import build_contexts
 from ..partitions import from_layer, layer_partitions, layer_range_partitions, parse_latent_range
 from ..report.cost import estimate_cost
 from ..store import layout
+from ..store.activations import ActivationRunWriter, range_files, read_latent_range
 from .common import GPU_OP_TAGS, capture_kind, coder_config, fails_clearly, layer_range, load_coder
 
 
@@ -40,8 +40,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
     if skipped.items:
         context.log.warning(f"skipped {len(skipped.items)} corpus documents that are not text, e.g. "
                             f"{skipped.items[0][0]}: {skipped.items[0][1]}")
-    store.write_parquet(layout.CORPUS_WINDOWS, built.windows)
-    store.write_json(layout.CORPUS_META, {"content_hash": built.content_hash, "n_tokens": built.n_tokens})
+    manifest = layout.write_corpus(store, built)
     splits = built.windows["split"].value_counts()
     return dg.MaterializeResult(
         metadata={
@@ -53,7 +52,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
             **skipped.as_metadata(),
             "windows_by_split": dg.MetadataValue.json(dict(zip(*splits.to_dict(as_series=False).values()))),
             **lineage.subject_lineage(subject),
-            "path": dg.MetadataValue.path(store.uri(layout.CORPUS_WINDOWS)),
+            "path": dg.MetadataValue.path(store.uri(f"corpus/{manifest['files']['tokens']}")),
         },
         data_version=dg.DataVersion(built.content_hash),
     )
@@ -112,16 +111,17 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
     layers = context.partition_keys
     built = layout.read_corpus(store)
     tokens, seq_ids = layout.analysis_tokens(built)
-    coders, coder_hashes = {}, {}
+    coders, coder_hashes, writers = {}, {}, {}
     for layer in layers:
         capture = subject.resolve(layer, capture_kind(cfg, layer))
         coder = load_coder(cfg, store, layer, subject.width(capture))
         coder_hashes[layer] = coder.content_hash()
         coders[layer] = (capture, coder.to(subject.device, subject.dtype))
-    run_tag = uuid.uuid4().hex[:8]  # chunks of a crashed run never mix with committed ones
+        # Each run writes under its own directory: a crashed or concurrent run never touches this one's files.
+        writers[layer] = ActivationRunWriter(store, layer, coder.n_latents, cfg.latent_range_width)
 
     def sink(layer: str, index: int, rows) -> None:
-        layout.write_activation_chunk(store, layer, run_tag, index, rows)
+        writers[layer].write_chunk(index, rows)
 
     started = time.perf_counter()
     stats = stream_activations(subject, tokens, seq_ids, coders, subject_model.batch_size,
@@ -129,22 +129,18 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
     seconds = time.perf_counter() - started
     metadata: dict = {"layers": ", ".join(layers), "seconds": round(seconds, 1)}
     for layer, st in stats.items():
-        chunks = [layout.chunk_name(run_tag, i) for i in range(st.n_chunks)]
-        manifest = {
-            "chunks": chunks, "n_tokens": st.n_tokens, "nnz": st.nnz, "n_latents": st.n_latents,
+        manifest = writers[layer].commit({  # the commit point: swaps the layer's manifest to this run
+            "n_tokens": st.n_tokens, "nnz": st.nnz, "n_chunks": st.n_chunks,
             **lineage.subject_lineage(subject), "corpus_hash": built.content_hash,
             "coder_kind": cfg.hookpoints[layer].kind, "coder_hash": coder_hashes[layer],
             "coder_id": getattr(cfg.hookpoints[layer], "path", cfg.hookpoints[layer].kind),
-        }
-        store.write_json(layout.manifest_path(layer), manifest)  # the commit point
-        for stale in store.list(f"activations/{layer}"):
-            if stale.rsplit("/", 1)[-1].startswith("chunk-") and stale.rsplit("/", 1)[-1] not in chunks:
-                store.delete(stale)
+        })
         prefix = f"{layer}." if len(layers) > 1 else ""
         metadata |= {f"{prefix}n_tokens": st.n_tokens, f"{prefix}nnz": st.nnz,
                      f"{prefix}density": st.density, f"{prefix}n_chunks": st.n_chunks,
                      f"{prefix}dropped_over_cap": st.dropped,
-                     f"{prefix}coder_hash": manifest["coder_hash"]}
+                     f"{prefix}coder_hash": manifest["coder_hash"], f"{prefix}run": manifest["version"],
+                     f"{prefix}bytes": manifest["total_bytes"]}
     n_tokens = next(iter(stats.values())).n_tokens
     metadata |= {"tok_per_s": round(n_tokens / seconds, 1), **lineage.subject_lineage(subject),
                  "corpus_hash": built.content_hash}
@@ -169,18 +165,22 @@ def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.Mat
             f"latent range {key} is beyond the sparse coder of {layer}, which has {manifest['n_latents']} latents; "
             f"materialise ranges below {manifest['n_latents']:05d} or lower latent_range_width/n_latents in the config"
         )
-    rows = shards.latent_slice(layout.read_activation_chunks(store, layer), latents)
+    read_before = store.bytes_read
+    rows = shards.latent_slice(read_latent_range(store, layer, manifest, latents), latents)
+    activation_bytes_read = store.bytes_read - read_before
     stats = shards.latent_stats(rows, latents, manifest["n_tokens"])
-    rows_path, stats_path = layout.shard_paths(layer, key)
-    store.write_parquet(rows_path, rows)
-    store.write_parquet(stats_path, stats)
+    written = layout.write_partition(store, "latent_shards", layer, key, {"rows": rows, "stats": stats})
     return dg.MaterializeResult(
         metadata={
             **lineage.from_manifest(manifest),
             "n_rows": rows.height, "n_dead": int(stats["dead"].sum()),
             "mean_density": float(stats["density"].mean()),
+            "activations_run": manifest["version"],
+            # What this range read of its layer: its own buckets, not the whole layer.
+            "activation_bytes_read": activation_bytes_read, "activation_files_read": len(range_files(manifest, latents)),
+            "layer_activation_bytes": manifest["total_bytes"],
             "stats_preview": dg.MetadataValue.md(lineage.markdown_table(stats, max_rows=10)),
-            "path": dg.MetadataValue.path(store.uri(rows_path)),
+            "path": dg.MetadataValue.path(store.uri(f"latent_shards/{layer}/{key}/{written['files']['rows']}")),
         },
         data_version=dg.DataVersion(lineage.frame_digest(stats)),
     )
@@ -200,13 +200,13 @@ def contexts(context: dg.AssetExecutionContext, project: Project, subject_model:
     cfg, store = project.config, storage.store()
     manifest = layout.read_manifest(store, layer)
     rows = layout.read_partition(store, "latent_shards", layer, key)
+    # Memory-mapped tokens and token index: only the windows this range's latents need are read.
     tokens, seq_ids = layout.analysis_tokens(layout.read_corpus(store))
     tokenizer = subject_model.load().tokenizer
     built = build_contexts(rows, parse_latent_range(key), tokens, seq_ids,
-                           lambda t: tokenizer.decode([t]), cfg.sampling)
-    examples_path, skipped_path = layout.context_paths(layer, key)
-    store.write_parquet(examples_path, built.examples)
-    store.write_parquet(skipped_path, built.skipped)
+                           lambda t: tokenizer.decode([t]), cfg.sampling, layout.read_token_index(store))
+    written = layout.write_partition(store, "contexts", layer, key,
+                                     {"examples": built.examples, "skipped": built.skipped})
     per_split = built.examples.group_by("split", "kind").len().sort("split", "kind")
     # What explaining and scoring this partition will cost, shown before anyone pays it.
     estimate = estimate_cost(built.examples, built.skipped, cfg.explainer, cfg.scorer, cfg.sampling, cfg.llm)
@@ -220,7 +220,8 @@ def contexts(context: dg.AssetExecutionContext, project: Project, subject_model:
             "n_examples": built.examples.height,
             "examples_by_split_and_kind": dg.MetadataValue.md(lineage.markdown_table(per_split)),
             "skipped": dg.MetadataValue.md(lineage.markdown_table(built.skipped)),
-            "path": dg.MetadataValue.path(store.uri(examples_path)),
+            "corpus_bytes_read": store.bytes_read,
+            "path": dg.MetadataValue.path(store.uri(f"contexts/{layer}/{key}/{written['files']['examples']}")),
         },
         data_version=dg.DataVersion(lineage.frame_digest(built.examples)),
     )

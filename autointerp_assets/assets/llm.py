@@ -53,11 +53,10 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     layer, key = layer_range(context)
     cfg, store = project.config, storage.store()
     manifest = layout.read_manifest(store, layer)
-    examples = layout.read_partition(store, "contexts", layer, key)
-    skipped = layout.read_partition(store, "contexts", layer, key, ".skipped")
+    examples, skipped = layout.read_partition_tables(store, "contexts", layer, key).values()  # one commit
     stats = layout.read_partition(store, "latent_shards", layer, key, ".stats")
     examples, skipped = select_latents(examples, skipped, stats, config.latents, config.max_latents)
-    client = llm.build(store)
+    client = llm.build(store, scope=f"explanations/{layer}/{key}")
     table = explain_latents(examples, skipped, client, cfg.explainer, cfg.sampling)
     path = partition_path("explanations", layer, key)
     store.write_parquet(path, table)
@@ -101,7 +100,7 @@ def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage
     manifest = layout.read_manifest(store, layer)
     examples = layout.read_partition(store, "contexts", layer, key)
     explained = layout.read_partition(store, "explanations", layer, key)
-    client = llm.build(store)
+    client = llm.build(store, scope=f"scores/{layer}/{key}")
     table = score_latents(examples, explained, client, cfg.scorer, cfg.sampling.seed)
     if "embedding" in cfg.scorer.kinds:
         table = table.join(score_embedding(examples, explained, _sentence_encoder()), on="latent", how="left")

@@ -223,24 +223,56 @@ def documents(cfg: CorpusConfig, storage_options: dict | None = None,
 # -- tokenisation ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Corpus:
-    windows: pl.DataFrame  # seq, split, doc_id, offset, tokens: List(Int32)[ctx_len]
+    """Windows as one fixed-width array: row i is window `seq` i; the leading `n_train` rows
+    are the SAE-training split, the rest are analysed."""
+
+    tokens: np.ndarray  # [n_seq, ctx_len] int32, rows ordered by seq; a memory map when read back
+    windows: pl.DataFrame  # seq, split, doc_id, offset: where each window came from
     content_hash: str
+    n_train: int
 
     @property
     def n_tokens(self) -> int:
-        return self.windows.height * len(self.windows["tokens"][0])
+        return int(self.tokens.shape[0] * self.tokens.shape[1])
+
+    def rows(self, split: str | None = None) -> range:
+        """Rows (= seq ids) of a split."""
+        n_seq = self.tokens.shape[0]
+        return {None: range(n_seq), SAE_TRAIN: range(self.n_train), ANALYSIS: range(self.n_train, n_seq)}[split]
 
     def token_array(self, split: str | None = None) -> np.ndarray:
-        """[n_seq, ctx_len] int32, rows ordered by seq."""
-        frame = self.windows if split is None else self.windows.filter(pl.col("split") == split)
-        return np.asarray(frame["tokens"].to_list(), dtype=np.int32).reshape(frame.height, -1)
+        """[n_seq, ctx_len] int32 of a split: a view, nothing is copied or read until indexed."""
+        rows = self.rows(split)
+        return self.tokens[rows.start : rows.stop]
+
+
+class TokenIndex:
+    """token id -> flat positions (row * ctx_len + pos) in a [n, ctx_len] array, ascending:
+    a CSR posting list, so one token's positions are one contiguous (memory-mapped) slice."""
+
+    def __init__(self, postings: np.ndarray, offsets: np.ndarray):
+        self.postings = postings  # [n * ctx_len] positions grouped by token
+        self.offsets = offsets  # [max_token + 2]: token t's positions are postings[offsets[t]:offsets[t+1]]
+
+    @classmethod
+    def build(cls, tokens: np.ndarray) -> TokenIndex:
+        flat = np.asarray(tokens).reshape(-1)
+        dtype = np.int32 if flat.size < 2**31 else np.int64
+        postings = np.argsort(flat, kind="stable").astype(dtype)
+        counts = np.bincount(flat, minlength=1) if flat.size else np.zeros(1, np.int64)
+        return cls(postings, np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
+
+    def positions(self, token: int) -> np.ndarray:
+        if not 0 <= token < len(self.offsets) - 1:
+            return self.postings[:0]
+        return self.postings[int(self.offsets[token]) : int(self.offsets[token + 1])]
 
 
 def build_corpus(docs: Iterator[Document], tokenizer: Tokenizer, cfg: CorpusConfig) -> Corpus:
     max_windows = cfg.max_tokens // cfg.ctx_len
-    rows: list[tuple[str, int, list[int]]] = []
+    rows: list[tuple[str, int, np.ndarray]] = []
     for doc in docs:
-        ids = tokenizer(doc.text, add_special_tokens=False)["input_ids"]
+        ids = np.asarray(tokenizer(doc.text, add_special_tokens=False)["input_ids"], dtype=np.int32)
         offsets = range(0, len(ids) - cfg.ctx_len + 1, cfg.ctx_len)
         for offset in offsets[: cfg.max_windows_per_doc]:
             rows.append((doc.doc_id, offset, ids[offset : offset + cfg.ctx_len]))
@@ -253,18 +285,18 @@ def build_corpus(docs: Iterator[Document], tokenizer: Tokenizer, cfg: CorpusConf
         )
     random.Random(cfg.seed).shuffle(rows)
     n_train = int(len(rows) * cfg.sae_train_fraction)
+    tokens = np.stack([r[2] for r in rows])  # [n_seq, ctx_len] int32
     windows = pl.DataFrame(
         {
             "seq": np.arange(len(rows), dtype=np.int64),
             "split": [SAE_TRAIN] * n_train + [ANALYSIS] * (len(rows) - n_train),
             "doc_id": [r[0] for r in rows],
             "offset": np.array([r[1] for r in rows], dtype=np.int64),
-            "tokens": pl.Series([r[2] for r in rows], dtype=pl.List(pl.Int32)),
         }
     )
     digest = hashlib.sha256()
     digest.update(json.dumps({"ctx_len": cfg.ctx_len, "n_train": n_train}).encode())
-    digest.update(np.asarray([r[2] for r in rows], dtype=np.int32).tobytes())
+    digest.update(tokens.tobytes())
     for r in rows:
         digest.update(f"{r[0]}:{r[1]}\n".encode())
-    return Corpus(windows, digest.hexdigest()[:16])
+    return Corpus(tokens, windows, digest.hexdigest()[:16], n_train)

@@ -25,13 +25,14 @@ independent of which other latents are in the range.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
 from ..config import SamplingConfig
+from .corpus import TokenIndex
 
 PEAK_FRACTION = 4
 EXPLAIN, TEST = "explain", "test"
@@ -89,21 +90,26 @@ def window_start(pos: int, ctx_len: int, length: int) -> int:
 def build_contexts(
     rows: pl.DataFrame,  # latent-major (latent, seq, pos, value) of this range
     latents: range,
-    tokens: np.ndarray,  # [n_seq, ctx_len] of the analysed windows
-    seq_ids: np.ndarray,  # [n_seq] their global ids
+    tokens: np.ndarray,  # [n_seq, ctx_len] of the analysed windows; a memory map reads only the rows used
+    seq_ids: Sequence[int],  # [n_seq] their global ids (a range: rows found by arithmetic)
     decode: Callable[[int], str],
     cfg: SamplingConfig,
+    token_index: TokenIndex | None = None,  # of `tokens`; built here when not given (small corpora)
 ) -> ContextSet:
     n_seq, ctx_len = tokens.shape
     length = cfg.example_ctx_len
     if length > ctx_len:
         raise ValueError(f"sampling.example_ctx_len={length} exceeds corpus.ctx_len={ctx_len}; lower it")
-    row_of_seq = {int(s): i for i, s in enumerate(seq_ids)}
-    token_index = _TokenIndex(tokens)
+    row_of_seq = _row_lookup(seq_ids)
+    token_index = token_index or TokenIndex.build(tokens)
     decoded: dict[int, str] = {}
 
     def strs(ids: np.ndarray) -> list[str]:
-        return [decoded.setdefault(int(t), decode(int(t))) for t in ids]
+        ids = ids.tolist()
+        for t in ids:
+            if t not in decoded:  # decode each distinct token once
+                decoded[t] = decode(t)
+        return [decoded[t] for t in ids]
 
     by_latent = {int(k[0]): g for k, g in rows.group_by("latent", maintain_order=True)}
     examples: list[dict] = []
@@ -127,14 +133,14 @@ def build_contexts(
             })
             continue
         picks = _split_activating(activating, cfg, rng)
-        peak_tokens = [int(tokens[row_of_seq[w.seq], w.peak_pos]) for w in activating]
+        peak_tokens = [int(tokens[row_of_seq(w.seq), w.peak_pos]) for w in activating]
         for split in (EXPLAIN, TEST):
             picks += [(split, w) for w in _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied,
                                                             cfg.n_random_negatives)]
             picks += [(split, w) for w in _hard_negatives(rng, token_index, peak_tokens, seq_ids, ctx_len, length,
                                                           firing, occupied, cfg.n_hard_negatives)]
         for split, w in picks:
-            ids = tokens[row_of_seq[w.seq], w.start : w.start + length]
+            ids = np.asarray(tokens[row_of_seq(w.seq), w.start : w.start + length])
             acts = [firing[w.seq].get(p, 0.0) for p in range(w.start, w.start + length)]
             examples.append({
                 "latent": latent, "split": split, "kind": w.kind, "quantile": w.quantile,
@@ -144,6 +150,14 @@ def build_contexts(
                 "max_act": max(acts), "activating": w.peak_pos >= 0,
             })
     return ContextSet(pl.DataFrame(examples, schema=CONTEXT_SCHEMA), pl.DataFrame(skipped, schema=SKIPPED_SCHEMA))
+
+
+def _row_lookup(seq_ids: Sequence[int]) -> Callable[[int], int]:
+    """Row of a global seq id: arithmetic for a contiguous range (no object per corpus window)."""
+    if isinstance(seq_ids, range) and seq_ids.step == 1:
+        first = seq_ids.start
+        return lambda seq: seq - first
+    return {int(s): i for i, s in enumerate(seq_ids)}.__getitem__
 
 
 def _activating_windows(seqs, poss, ctx_len: int, length: int, occupied: _Occupancy) -> list[_Window]:
@@ -186,26 +200,12 @@ def _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, n) -> lis
     return found
 
 
-class _TokenIndex:
-    """token id -> flat positions (row * ctx_len + pos) in the analysed windows."""
-
-    def __init__(self, tokens: np.ndarray):
-        flat = tokens.reshape(-1)
-        self.order = np.argsort(flat, kind="stable")
-        self.sorted = flat[self.order]
-        self.ctx_len = tokens.shape[1]
-
-    def positions(self, token: int) -> np.ndarray:
-        lo, hi = np.searchsorted(self.sorted, [token, token + 1])
-        return self.order[lo:hi]
-
-
-def _hard_negatives(rng, index: _TokenIndex, peak_tokens, seq_ids, ctx_len, length, firing, occupied, n) -> list[_Window]:
+def _hard_negatives(rng, index: TokenIndex, peak_tokens, seq_ids, ctx_len, length, firing, occupied, n) -> list[_Window]:
     found: list[_Window] = []
     tokens, counts = np.unique(peak_tokens, return_counts=True)
     for token in tokens[np.argsort(-counts, kind="stable")]:
-        candidates = index.positions(int(token))
-        for flat in rng.permutation(candidates)[: 20 * n]:
+        candidates = index.positions(int(token))  # memory-mapped: only the drawn entries are read
+        for flat in candidates[rng.permutation(len(candidates))[: 20 * n]]:  # == rng.permutation(candidates)[:20n]
             if len(found) == n:
                 return found
             seq, pos = int(seq_ids[flat // ctx_len]), int(flat % ctx_len)

@@ -1,93 +1,180 @@
 """The on-disk response cache and the usage accounting shared by every `ChatLLM` backend.
 
-A rerun answers every request it has seen from the cache, so it never pays twice; only
-successful answers are cached, so a rerun retries exactly the failures.
+Responses are stored per scope (one partition of one asset, e.g. `explanations/layers.6/00000-04095`)
+as a few parquet segments keyed by the content hash of (model, messages, params):
+
+    llm_cache/<model-slug>/<scope>/<segment>.parquet
+
+A run loads its scope once (one listing and a few reads; more than `MAX_SEGMENTS` segments are
+merged into one), answers lookups from memory, and appends new answers as a fresh segment every
+`flush_every` answers or `flush_after_s` seconds and at the end of each `complete_many`; a crash
+loses at most that much. Segments are immutable and uniquely named, so concurrent runs never
+contend: runs of different partitions touch different directories, and two runs of the same
+partition each add their own segment. A rerun answers every request it has seen from the cache,
+so it never pays twice; only successful answers are cached, so a rerun retries exactly the failures.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import re
 import threading
+import time
+import uuid
 from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
 
 from ..store.store import ArtifactStore
 from .api import ChatRequest, Completion, TokenLogprobs, Usage, error_kind
 
 log = logging.getLogger(__name__)
 
+MAX_SEGMENTS = 16
+# One row per answer: the content hash, the request and the answer as JSON (any request kind).
+SEGMENT_SCHEMA = {"key": pl.Utf8, "request": pl.Utf8, "response": pl.Utf8}
 
-def _slug(model: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model).strip("._") or "model"
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "model"
+
+
+def _scope_dir(scope: str) -> str:
+    return "/".join(_slug(part) for part in scope.strip("/").split("/") if part) or "shared"
+
+
+def _request_payload(model: str, request: ChatRequest) -> dict[str, Any]:
+    return {"model": model, "messages": [dict(m) for m in request.messages], "max_tokens": request.max_tokens,
+            "temperature": request.temperature, "top_logprobs": request.top_logprobs}
 
 
 class ResponseCache:
-    """One JSON file per successful response: <prefix>/<model-slug>/<hash[:2]>/<hash>.json."""
+    """Successful responses of one scope, looked up in memory after one load."""
 
-    def __init__(self, store: ArtifactStore, prefix: str = "llm_cache"):
+    def __init__(self, store: ArtifactStore, prefix: str = "llm_cache", scope: str = "shared",
+                 flush_every: int = 64, flush_after_s: float = 30.0):
         self.store = store
         self.prefix = prefix.strip("/")
+        self.scope = _scope_dir(scope)
+        self.flush_every, self.flush_after_s = flush_every, flush_after_s
+        self._entries: dict[str, dict[str, dict[str, Any]]] = {}  # model -> key -> row
+        self._pending: dict[str, list[dict[str, Any]]] = {}  # model -> rows not yet written
+        self._last_flush = time.monotonic()
+        self._lock = threading.Lock()
 
     @staticmethod
     def key(model: str, request: ChatRequest) -> str:
-        payload = {
-            "model": model,
-            "messages": [dict(m) for m in request.messages],
-            "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
-            "top_logprobs": request.top_logprobs,
-        }
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        canonical = json.dumps(_request_payload(model, request), sort_keys=True, separators=(",", ":"),
+                               ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def path(self, model: str, request: ChatRequest) -> str:
-        digest = self.key(model, request)
-        return f"{self.prefix}/{_slug(model)}/{digest[:2]}/{digest}.json"
+    def directory(self, model: str) -> str:
+        return f"{self.prefix}/{_slug(model)}/{self.scope}"
+
+    # -- chat completions ---------------------------------------------------------------------
+    def get_many(self, model: str, requests: Sequence[ChatRequest]) -> list[Completion | None]:
+        return [_completion(self.lookup(model, self.key(model, r))) for r in requests]
 
     def get(self, model: str, request: ChatRequest) -> Completion | None:
-        path = self.path(model, request)
-        try:
-            raw = self.store.read_json(path)
-            logprobs = raw["logprobs"]
-            return Completion(
-                text=raw["text"],
-                logprobs=tuple(TokenLogprobs(t["token"], t["top"]) for t in logprobs) if logprobs is not None else None,
-                cached=True,
-                prompt_tokens=raw["prompt_tokens"],
-                completion_tokens=raw["completion_tokens"],
-            )
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as e:  # unreadable: answer afresh, overwrite
-            log.warning("ignoring unreadable LLM cache entry %s: %s", path, e)
-            return None
+        return self.get_many(model, [request])[0]
 
     def put(self, model: str, request: ChatRequest, completion: Completion) -> None:
         if not completion.ok:
             return  # failures are not cached, so a rerun retries exactly them
         logprobs = completion.logprobs
-        self.store.write_json(
-            self.path(model, request),
-            {
-                # The request is kept so a person can read what was asked; never the key.
-                "model": model,
-                "messages": [dict(m) for m in request.messages],
-                "max_tokens": request.max_tokens,
-                "temperature": request.temperature,
-                "top_logprobs": request.top_logprobs,
-                "text": completion.text,
-                "logprobs": [{"token": t.token, "top": t.top} for t in logprobs] if logprobs is not None else None,
-                "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens,
-            },
+        self.store_response(model, self.key(model, request), _request_payload(model, request), {
+            "text": completion.text,
+            "logprobs": [{"token": t.token, "top": t.top} for t in logprobs] if logprobs is not None else None,
+            "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+        })
+
+    # -- any request kind: a content hash, the request (for people to read), the response ------------
+    def lookup(self, model: str, key: str) -> dict[str, Any] | None:
+        """The stored response for a content hash, or None."""
+        row = self._load(model).get(key)
+        if row is None:
+            return None
+        try:
+            return json.loads(row["response"])
+        except ValueError as e:  # a damaged entry is answered afresh
+            log.warning("ignoring unreadable LLM cache entry %s: %s", key, e)
+            return None
+
+    def _load(self, model: str) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            if model in self._entries:
+                return self._entries[model]
+            segments = [p for p in self.store.list(self.directory(model)) if p.endswith(".parquet")]
+            frames, readable = [], []
+            for path in segments:
+                try:
+                    frames.append(self.store.read_parquet(path).select(list(SEGMENT_SCHEMA)).cast(SEGMENT_SCHEMA))
+                    readable.append(path)
+                except Exception as e:  # noqa: BLE001 - an unreadable segment is answered afresh, not fatal
+                    log.warning("ignoring unreadable LLM cache segment %s: %s: %s", path, type(e).__name__, e)
+            merged = pl.concat(frames).unique("key", keep="first", maintain_order=True) if frames else None
+            if merged is not None and len(readable) > MAX_SEGMENTS:
+                self._write_segment(model, merged)  # written before the parts are deleted: nothing is lost
+                for path in readable:
+                    self.store.delete(path)
+            self._entries[model] = {row["key"]: row for row in merged.iter_rows(named=True)} if merged is not None else {}
+            return self._entries[model]
+
+    def store_response(self, model: str, key: str, request: dict[str, Any], response: dict[str, Any]) -> None:
+        """Keep one successful response; written with the next segment. The request is kept so a
+        person can read what was asked (it never holds the API key)."""
+        row = {"key": key, "request": json.dumps(request, ensure_ascii=False),
+               "response": json.dumps(response, ensure_ascii=False)}
+        entries = self._load(model)
+        with self._lock:
+            entries[row["key"]] = row
+            self._pending.setdefault(model, []).append(row)
+            due = (sum(map(len, self._pending.values())) >= self.flush_every
+                   or time.monotonic() - self._last_flush >= self.flush_after_s)
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the answers not yet stored as one new segment per model."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._last_flush = time.monotonic()
+        for model, rows in pending.items():
+            if rows:
+                self._write_segment(model, pl.DataFrame(rows, schema=SEGMENT_SCHEMA))
+
+    def _write_segment(self, model: str, frame: pl.DataFrame) -> None:
+        name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{uuid.uuid4().hex[:8]}.parquet"
+        buf = io.BytesIO()
+        frame.write_parquet(buf, compression="zstd")
+        self.store.write_bytes(f"{self.directory(model)}/{name}", buf.getvalue())
+
+
+def _completion(raw: dict[str, Any] | None) -> Completion | None:
+    if raw is None:
+        return None
+    try:
+        logprobs = raw["logprobs"]
+        return Completion(
+            text=raw["text"],
+            logprobs=tuple(TokenLogprobs(t["token"], t["top"]) for t in logprobs) if logprobs is not None else None,
+            cached=True, prompt_tokens=raw["prompt_tokens"], completion_tokens=raw["completion_tokens"],
         )
+    except (KeyError, TypeError) as e:  # a damaged entry is answered afresh
+        log.warning("ignoring unreadable LLM cache entry: %s", e)
+        return None
 
 
 # -- shared accounting -------------------------------------------------------------------------
 class CachedAccounting:
-    """Cache lookup and `Usage` bookkeeping shared by the HTTP and in-process backends."""
+    """Cache lookup and `Usage` bookkeeping shared by the HTTP and in-process backends.
+
+    Backends call `_lookup` first, `_finish` per answered request, and `_flush_cache` before
+    `complete_many` returns."""
 
     model_name: str
     usage: Usage
@@ -101,9 +188,7 @@ class CachedAccounting:
 
     def _lookup(self, requests: Sequence[ChatRequest]) -> tuple[list[Completion | None], list[int]]:
         """Cached answers in request order, and the indices still to be answered."""
-        results: list[Completion | None] = [
-            self.cache.get(self.model_name, r) if self.cache else None for r in requests
-        ]
+        results = self.cache.get_many(self.model_name, requests) if self.cache else [None] * len(requests)
         misses = [i for i, c in enumerate(results) if c is None]
         with self._usage_lock:
             self.usage.cache_hits += len(requests) - len(misses)
@@ -131,3 +216,9 @@ class CachedAccounting:
                 log.warning("could not cache an LLM response: %s: %s", type(e).__name__, e)
         return completion
 
+    def _flush_cache(self) -> None:
+        if self.cache is not None:
+            try:
+                self.cache.flush()
+            except Exception as e:  # noqa: BLE001 - the answers are still good; only a rerun pays again
+                log.warning("could not store LLM responses in the cache: %s: %s", type(e).__name__, e)

@@ -180,6 +180,8 @@ class OpenAICompatibleLLM(CachedAccounting):
                 except EndpointError:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
+                finally:
+                    self._flush_cache()  # answers already paid for survive an endpoint that went down
         return results  # type: ignore[return-value]  # every slot is filled
 
     def _endpoint_down(self) -> EndpointError | None:

@@ -70,6 +70,7 @@ class LocalChatLLM(CachedAccounting):
                 batch = order[start : start + self.batch_size]
                 for i, completion in zip(batch, self._generate([requests[i] for i in batch]), strict=True):
                     results[i] = self._finish(requests[i], completion)
+        self._flush_cache()
         return results  # type: ignore[return-value]  # every slot is filled
 
     def _generate(self, batch: list[ChatRequest]) -> list[Completion]:

@@ -13,7 +13,8 @@ from typing import Any
 import polars as pl
 
 from ..lineage import markdown_table
-from ..store.store import ArtifactStore, partition_path
+from ..store import layout
+from ..store.store import ArtifactStore
 from .review import latest_reviews
 
 SCORE_COLUMNS = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "detection_auroc", "fuzzing_auroc",
@@ -64,8 +65,8 @@ def build_report(store: ArtifactStore, layer: str) -> Report:
 
     def frames(asset: str, suffix: str = "") -> list[pl.DataFrame]:
         """Each scored range's table of `asset`, where it exists; latent ids as Int64 for joins."""
-        paths = [partition_path(asset, layer, r + suffix) for r in ranges]
-        return [store.read_parquet(p).with_columns(pl.col("latent").cast(pl.Int64)) for p in paths if store.exists(p)]
+        return [layout.read_partition(store, asset, layer, r, suffix).with_columns(pl.col("latent").cast(pl.Int64))
+                for r in ranges if layout.partition_exists(store, asset, layer, r)]
 
     table = (
         pl.concat(frames("scores"), how="diagonal_relaxed")

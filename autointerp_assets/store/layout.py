@@ -1,12 +1,16 @@
 """Where each artefact lives under the storage root, and how stages read each other's output.
 
-    corpus/windows.parquet, corpus/meta.json
-    sparse_coder/<layer>/cfg.json + sae.safetensors (trained) | source.json
-    activations/<layer>/chunk-<run>-<n>.parquet + manifest.json (the commit point)
-    latent_shards/<layer>/<range>.parquet + <range>.stats.parquet
-    contexts/<layer>/<range>.parquet + <range>.skipped.parquet
-    explanations/<layer>/<range>.parquet
-    scores/<layer>/<range>.parquet
+Multi-file outputs are versioned datasets (store.commit): each version's files sit in their own
+directory and one `manifest.json` names the current version, so a set of files is committed
+together and two writers never clobber each other.
+
+    corpus/manifest.json + <version>/{tokens.npy, windows.parquet, postings.npy, postings_offsets.npy}
+    sparse_coder/<layer>/cfg.json + sae.safetensors (trained) | lineage.json
+    activations/<layer>/manifest.json + <run>/<bucket>/<chunk>.parquet     (store.activations)
+    latent_shards/<layer>/<range>/manifest.json + <version>/{rows,stats}.parquet
+    contexts/<layer>/<range>/manifest.json + <version>/{examples,skipped}.parquet
+    explanations/<layer>/<range>.parquet (+ .usage.json)
+    scores/<layer>/<range>.parquet (+ .usage.json)
     report/<layer>/summary.parquet
 """
 
@@ -17,15 +21,19 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from ..data.corpus import ANALYSIS, Corpus
+from ..data.corpus import ANALYSIS, Corpus, TokenIndex
+from .activations import activations_dataset
+from .commit import Dataset, MissingUpstreamError, new_version
 from .store import ArtifactStore, partition_path
 
-CORPUS_WINDOWS = "corpus/windows.parquet"
-CORPUS_META = "corpus/meta.json"
+CORPUS_FILES = ("tokens", "windows", "postings", "postings_offsets")
 
-
-class MissingUpstreamError(RuntimeError):
-    pass
+# Assets whose partitions are several files committed together: file name -> the suffix readers
+# ask for (`read_partition(..., suffix)`), the first one being the partition's main table.
+PAIRED: dict[str, dict[str, str]] = {
+    "latent_shards": {"rows": "", "stats": ".stats"},
+    "contexts": {"examples": "", "skipped": ".skipped"},
+}
 
 
 def _require(store: ArtifactStore, rel: str, asset: str) -> None:
@@ -33,53 +41,97 @@ def _require(store: ArtifactStore, rel: str, asset: str) -> None:
         raise MissingUpstreamError(f"{store.uri(rel)} is missing; materialise the upstream `{asset}` asset first")
 
 
-def read_corpus(store: ArtifactStore) -> Corpus:
-    _require(store, CORPUS_WINDOWS, "corpus")
-    meta = store.read_json(CORPUS_META)
-    return Corpus(store.read_parquet(CORPUS_WINDOWS), meta["content_hash"])
+# -- corpus -----------------------------------------------------------------------------------------
+def corpus_dataset(store: ArtifactStore) -> Dataset:
+    return Dataset(store, "corpus", "the `corpus` asset")
 
 
-def analysis_tokens(corpus: Corpus) -> tuple[np.ndarray, np.ndarray]:
-    """([n_seq, ctx_len] tokens, [n_seq] seq ids) of the analysed (non-SAE-training) windows."""
-    frame = corpus.windows.filter(pl.col("split") == ANALYSIS).sort("seq")
-    return corpus.token_array(ANALYSIS), frame["seq"].to_numpy()
+def write_corpus(store: ArtifactStore, corpus: Corpus) -> dict[str, Any]:
+    """Tokens, window provenance and the analysis split's token index, committed together."""
+    dataset, version = corpus_dataset(store), new_version()
+    index = TokenIndex.build(corpus.token_array(ANALYSIS))
+    store.write_npy(dataset.path(version, "tokens.npy"), corpus.tokens)
+    store.write_parquet(dataset.path(version, "windows.parquet"), corpus.windows)
+    store.write_npy(dataset.path(version, "postings.npy"), index.postings)
+    store.write_npy(dataset.path(version, "postings_offsets.npy"), index.offsets)
+    n_seq, ctx_len = corpus.tokens.shape
+    return dataset.commit(version, {name: f"{name}.{'parquet' if name == 'windows' else 'npy'}"
+                                    for name in CORPUS_FILES},
+                          {"content_hash": corpus.content_hash, "n_tokens": corpus.n_tokens, "n_seq": n_seq,
+                           "ctx_len": ctx_len, "n_train": corpus.n_train})
 
 
-def manifest_path(layer: str) -> str:
-    return f"activations/{layer}/manifest.json"
+def read_corpus(store: ArtifactStore, with_windows: bool = False) -> Corpus:
+    """The committed corpus; its tokens are memory-mapped (local) or read by rows (S3), so this
+    reads almost nothing until rows are indexed."""
+    dataset = corpus_dataset(store)
+    manifest = dataset.read()
+    tokens = store.open_array(dataset.file(manifest, "tokens"))
+    windows = store.read_parquet(dataset.file(manifest, "windows")) if with_windows else pl.DataFrame()
+    return Corpus(tokens, windows, manifest["content_hash"], manifest["n_train"])  # type: ignore[arg-type]
 
 
+def read_token_index(store: ArtifactStore) -> TokenIndex:
+    """token -> positions in the analysed windows, memory-mapped: a lookup reads one token's list."""
+    dataset = corpus_dataset(store)
+    manifest = dataset.read()
+    return TokenIndex(store.open_array(dataset.file(manifest, "postings")),  # type: ignore[arg-type]
+                      np.asarray(store.open_array(dataset.file(manifest, "postings_offsets"))[:]))
+
+
+def analysis_tokens(corpus: Corpus) -> tuple[np.ndarray, range]:
+    """([n_seq, ctx_len] tokens, seq ids) of the analysed (non-SAE-training) windows."""
+    return corpus.token_array(ANALYSIS), corpus.rows(ANALYSIS)
+
+
+# -- activations -----------------------------------------------------------------------------------
 def read_manifest(store: ArtifactStore, layer: str) -> dict[str, Any]:
-    _require(store, manifest_path(layer), f"activations[{layer}]")
-    return store.read_json(manifest_path(layer))
+    return activations_dataset(store, layer).read()
 
 
-def chunk_name(run_tag: str, index: int) -> str:
-    return f"chunk-{run_tag}-{index:05d}.parquet"
+# -- partitions ------------------------------------------------------------------------------------
+def partition_dataset(store: ArtifactStore, asset: str, layer: str, latent_range: str) -> Dataset:
+    return Dataset(store, f"{asset}/{layer}/{latent_range}", f"{asset}[{layer}|{latent_range}]")
 
 
-def write_activation_chunk(store: ArtifactStore, layer: str, run_tag: str, index: int, rows: pl.DataFrame) -> None:
-    # lz4: intermediate files on the hot path, where zstd takes three times as long
-    store.write_parquet(f"activations/{layer}/{chunk_name(run_tag, index)}", rows, compression="lz4")
+def write_partition(store: ArtifactStore, asset: str, layer: str, latent_range: str,
+                    tables: dict[str, pl.DataFrame]) -> dict[str, Any]:
+    """Write every table of a multi-file partition, then commit them together."""
+    if set(tables) != set(PAIRED[asset]):
+        raise ValueError(f"{asset} partitions hold {sorted(PAIRED[asset])}, got {sorted(tables)}")
+    dataset, version = partition_dataset(store, asset, layer, latent_range), new_version()
+    for name, table in tables.items():
+        store.write_parquet(dataset.path(version, f"{name}.parquet"), table)
+    return dataset.commit(version, {name: f"{name}.parquet" for name in tables},
+                          {name: {"rows": t.height} for name, t in tables.items()})
 
 
-def read_activation_chunks(store: ArtifactStore, layer: str):
-    """Yield the committed chunks of a layer, one DataFrame at a time."""
-    for name in read_manifest(store, layer)["chunks"]:
-        yield store.read_parquet(f"activations/{layer}/{name}")
+def partition_file(store: ArtifactStore, asset: str, layer: str, latent_range: str, suffix: str = "") -> str:
+    """Root-relative path of the committed file a reader asks for (`suffix` as in `PAIRED`)."""
+    if asset not in PAIRED:
+        rel = partition_path(asset, layer, latent_range + suffix)
+        _require(store, rel, f"{asset}[{layer}|{latent_range}]")
+        return rel
+    names = {s: n for n, s in PAIRED[asset].items()}
+    if suffix not in names:
+        raise ValueError(f"{asset} partitions have no '{suffix}' table; they hold {sorted(PAIRED[asset])}")
+    dataset = partition_dataset(store, asset, layer, latent_range)
+    return dataset.file(dataset.read(), names[suffix])
 
 
-def shard_paths(layer: str, latent_range: str) -> tuple[str, str]:
-    return (partition_path("latent_shards", layer, latent_range),
-            partition_path("latent_shards", layer, f"{latent_range}.stats"))
-
-
-def context_paths(layer: str, latent_range: str) -> tuple[str, str]:
-    return (partition_path("contexts", layer, latent_range),
-            partition_path("contexts", layer, f"{latent_range}.skipped"))
+def read_partition_tables(store: ArtifactStore, asset: str, layer: str, latent_range: str) -> dict[str, pl.DataFrame]:
+    """Every table of a multi-file partition, from one commit: never a mismatched pair."""
+    dataset = partition_dataset(store, asset, layer, latent_range)
+    manifest = dataset.read()
+    return {name: store.read_parquet(dataset.file(manifest, name)) for name in PAIRED[asset]}
 
 
 def read_partition(store: ArtifactStore, asset: str, layer: str, latent_range: str, suffix: str = "") -> pl.DataFrame:
-    rel = partition_path(asset, layer, latent_range + suffix)
-    _require(store, rel, f"{asset}[{layer}|{latent_range}]")
-    return store.read_parquet(rel)
+    """One table of a partition. For a multi-file partition all its tables come from one commit."""
+    return store.read_parquet(partition_file(store, asset, layer, latent_range, suffix))
+
+
+def partition_exists(store: ArtifactStore, asset: str, layer: str, latent_range: str) -> bool:
+    if asset in PAIRED:
+        return partition_dataset(store, asset, layer, latent_range).exists()
+    return store.exists(partition_path(asset, layer, latent_range))

@@ -9,11 +9,12 @@ import pytest
 from autointerp_assets import checks
 from autointerp_assets.assets import ALL_ASSETS as all_assets
 from autointerp_assets.config import ChecksConfig
-from autointerp_assets.data.sampling import CONTEXT_SCHEMA
+from autointerp_assets.data.sampling import CONTEXT_SCHEMA, SKIPPED_SCHEMA
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
 from autointerp_assets.partitions import layer_range_partitions
 from autointerp_assets.scoring.classify import score_schema
-from autointerp_assets.store.store import ArtifactStore, partition_path
+from autointerp_assets.store import layout
+from autointerp_assets.store.store import ArtifactStore
 from resources.storage import Storage
 
 LAYER, RANGE = "layers.3", "00000-00015"
@@ -99,7 +100,8 @@ def test_blocking_check_stops_the_run(tmp_path, leaky):
     @dg.asset(name="contexts", partitions_def=layer_range_partitions)
     def contexts_stub() -> None:
         windows = [(0, "explain", 0, 0), (0, "test", 0, 2 if leaky else 8)]
-        store.write_parquet(partition_path("contexts", LAYER, RANGE), _contexts(windows))
+        layout.write_partition(store, "contexts", LAYER, RANGE,
+                               {"examples": _contexts(windows), "skipped": pl.DataFrame(schema=SKIPPED_SCHEMA)})
 
     @dg.asset(name="explanations", partitions_def=layer_range_partitions, deps=["contexts"])
     def explanations_stub() -> None:

@@ -8,6 +8,8 @@ from support.project import LAYER, RANGE, key, run, small_config
 
 from autointerp_assets.coders import TopKSAE, save_topk_sae
 from autointerp_assets.config import TopKCoderConfig
+from autointerp_assets.store import layout
+from autointerp_assets.store.store import ArtifactStore
 
 pytestmark = pytest.mark.slow
 
@@ -19,10 +21,10 @@ def materialization(instance, asset, partition):
 
 
 def test_data_half_writes_shards_and_contexts(data_root, instance):
-    stats = pl.read_parquet(data_root / "latent_shards" / LAYER / f"{RANGE}.stats.parquet")
+    store = ArtifactStore(str(data_root))
+    stats = layout.read_partition(store, "latent_shards", LAYER, RANGE, ".stats")
     assert stats["latent"].to_list() == list(range(16))
-    examples = pl.read_parquet(data_root / "contexts" / LAYER / f"{RANGE}.parquet")
-    skipped = pl.read_parquet(data_root / "contexts" / LAYER / f"{RANGE}.skipped.parquet")
+    examples, skipped = layout.read_partition_tables(store, "contexts", LAYER, RANGE).values()
     # Every latent is accounted for: sampled or skipped with a reason.
     assert set(examples["latent"]) | set(skipped["latent"]) == set(range(16))
     assert skipped["reason"].null_count() == 0
@@ -37,23 +39,33 @@ def test_data_half_writes_shards_and_contexts(data_root, instance):
     assert 0 < trained["fvu"].value < 1 and trained["l0"].value > 0
 
 
-def test_activation_chunks_are_committed_by_the_manifest(data_root):
+def test_activations_are_bucketed_by_latent_range_under_a_committed_run(data_root):
     import json
 
-    manifest = json.loads((data_root / "activations" / LAYER / "manifest.json").read_text())
-    files = sorted(p.name for p in (data_root / "activations" / LAYER).glob("chunk-*.parquet"))
-    assert files == sorted(manifest["chunks"]) and len(files) > 1
-    rows = pl.concat([pl.read_parquet(data_root / "activations" / LAYER / f) for f in files])
-    assert rows.height == manifest["nnz"] and rows["latent"].max() < 256
+    layer_dir = data_root / "activations" / LAYER
+    manifest = json.loads((layer_dir / "manifest.json").read_text())
+    run_dir = layer_dir / manifest["version"]
+    listed = {f[0]: f for files in manifest["buckets"].values() for f in files}
+    on_disk = {str(p.relative_to(run_dir)) for p in run_dir.rglob("*.parquet")}
+    assert on_disk == set(listed) and len(manifest["buckets"]) == 256 // 16
+    total = 0
+    for bucket, files in manifest["buckets"].items():
+        lo, hi = map(int, bucket.split("-"))
+        for name, nbytes, nrows in files:
+            rows = pl.read_parquet(run_dir / name)  # plain parquet, readable by anyone
+            assert rows.height == nrows and (run_dir / name).stat().st_size == nbytes
+            assert rows["latent"].min() >= lo and rows["latent"].max() <= hi  # a bucket holds only its latents
+            total += nrows
+    assert total == manifest["nnz"] and manifest["total_bytes"] == sum(f[1] for f in listed.values())
 
 
 def test_rerun_gives_the_same_shards(data_root, instance):
-    before = (data_root / "latent_shards" / LAYER / f"{RANGE}.parquet").read_bytes()
+    store = ArtifactStore(str(data_root))
+    before = layout.read_partition_tables(store, "latent_shards", LAYER, RANGE)
     run(["activations"], LAYER, data_root, instance)
     run(["latent_shards"], key(), data_root, instance)
-    assert pl.read_parquet(data_root / "latent_shards" / LAYER / f"{RANGE}.parquet").equals(
-        pl.read_parquet(before))
-    assert len(list((data_root / "activations" / LAYER).glob("chunk-*.parquet"))) > 0
+    after = layout.read_partition_tables(store, "latent_shards", LAYER, RANGE)
+    assert all(after[name].equals(before[name]) for name in before)
 
 
 def failure_text(result) -> str:
@@ -64,7 +76,7 @@ def test_latent_range_beyond_the_sae_width_fails_and_writes_nothing(data_root, i
     result = run(["latent_shards"], key(latent_range="00256-00271"), data_root, instance, raise_on_error=False)
     assert not result.success
     assert "beyond the sparse coder of layers.3, which has 256 latents" in failure_text(result)
-    assert not (data_root / "latent_shards" / LAYER / "00256-00271.parquet").exists()
+    assert not (data_root / "latent_shards" / LAYER / "00256-00271").exists()
 
 
 def test_unknown_hookpoint_fails_and_writes_nothing(tmp_path, instance):
@@ -107,4 +119,4 @@ def test_one_run_backfills_several_layers_with_one_forward_pass(data_root, insta
     assert len(result.get_asset_materialization_events()) == 2
     for layer in (LAYER, "layers.3.mlp"):
         manifest = json.loads((data_root / "activations" / layer / "manifest.json").read_text())
-        assert manifest["n_tokens"] > 0 and manifest["chunks"]
+        assert manifest["n_tokens"] > 0 and manifest["buckets"]

@@ -90,3 +90,18 @@ def test_unknown_hookpoint_lists_valid_names(subject):
         subject.resolve("layers.99")
     with pytest.raises(UnknownHookpointError, match="down_proj"):
         subject.resolve("layers.2", "neurons")
+
+
+def test_a_failing_sink_stops_the_stream_with_its_error(subject, tokens):
+    """The writer thread's failure reaches the caller (no hang, no silent loss)."""
+    calls = []
+
+    def full_disk(hp, i, rows):
+        calls.append(i)
+        raise OSError("No space left on device")
+
+    with pytest.raises(RuntimeError, match="activations writer failed: OSError: No space left on device"):
+        stream_activations(subject, tokens, np.arange(6), {"layers.2": (subject.resolve("layers.2"),
+                                                                        random_sae(subject.d_model, 64, 4))},
+                           batch_size=1, chunk_tokens=31, sink=full_disk, max_pending=1)
+    assert calls == [0]  # it stopped at the first failure

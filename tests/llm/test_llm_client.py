@@ -198,8 +198,8 @@ def test_second_identical_run_makes_no_requests(server: FaultServer, store: Arti
     assert all(c.cached for c in second)
     assert [(c.text, c.logprobs) for c in second] == [(c.text, c.logprobs) for c in first]
     assert again.usage.cache_hits == 3 and again.usage.requests == 0
-    files = list(store.walk_files("llm_cache"))
-    assert len(files) == 3 and all(f.startswith("llm_cache/test-model/") for f in files)
+    files = list(store.walk_files("llm_cache"))  # the three answers went into one segment of the scope
+    assert len(files) == 1 and files[0].startswith("llm_cache/test-model/shared/")
 
 
 def test_rerun_after_failures_sends_only_the_failed(server: FaultServer, store: ArtifactStore) -> None:
@@ -226,7 +226,9 @@ def test_api_key_never_leaks(server: FaultServer, store: ArtifactStore, caplog: 
     assert out[1].error and out[1].error.startswith("auth:") and "***" in out[1].error
     visible = [caplog.text, repr(llm), json.dumps(llm.usage.as_metadata()), str(llm.usage)]
     visible += [c.error or "" for c in out]
-    visible += [store.read_bytes(f).decode() for f in store.walk_files("")]
+    # Cache segments are compressed parquet: searched decoded, or a secret inside would go unseen.
+    visible += [store.read_parquet(f).write_csv() if f.endswith(".parquet") else store.read_bytes(f).decode()
+                for f in store.walk_files("")]
     assert len(list(store.walk_files(""))) == 1
     assert not any(SECRET in v for v in visible)
 
@@ -309,8 +311,9 @@ def test_resource_reads_the_key_from_an_env_var(
 def test_unreadable_cache_entry_is_answered_afresh(server: FaultServer, store: ArtifactStore) -> None:
     (request,) = reqs(1)
     make_llm(server, store).complete_many([request])
-    path = ResponseCache(store).path("test-model", request)
-    store.write_bytes(path, b"{truncated")
+    (segment,) = store.walk_files("llm_cache")
+    store.write_bytes(segment, b"PAR1truncated")
     (c,) = make_llm(server, store).complete_many([request])
     assert c.ok and not c.cached and server.n_requests == 2
-    assert store.read_json(path)["text"] == c.text
+    cached = ResponseCache(store).get("test-model", request)
+    assert cached is not None and cached.text == c.text
