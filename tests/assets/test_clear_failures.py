@@ -8,6 +8,8 @@ import pytest
 from support.inputs import free_url
 from support.project import LAYER, key, run, small_config
 
+from autointerp_assets.store import layout
+from autointerp_assets.store.store import ArtifactStore
 from resources.llm import LLMResource
 from resources.subject_model import SubjectModel
 
@@ -67,5 +69,5 @@ def test_corpus_skips_binary_documents_and_reports_them(tmp_path, instance):
     assert metadata["n_skipped_documents"] == 2
     assert "image.txt: not UTF-8 text" in metadata["skipped_documents"]
     assert "utf16.txt: " in metadata["skipped_documents"]
-    windows = pl.read_parquet(tmp_path / "store" / "corpus" / "windows.parquet")
+    windows = layout.read_corpus(ArtifactStore(str(tmp_path / "store")), with_windows=True).windows
     assert set(windows["doc_id"]) == {str(texts / "prose.txt")}
