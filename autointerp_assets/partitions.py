@@ -4,12 +4,15 @@ Both are dynamic, so nothing here depends on the config at import and a key neve
 - `layer`: hookpoint names such as `layers.6` or `layers.6.mlp`;
 - `range`: latent ranges `00000-04095`, each bound zero-padded to at least 5 digits.
 Dagster orders a key's dimensions by name, so a key reads `layers.6|00000-04095`. The ranges of
-every configured coder are registered (`register_partitions`); a range beyond a layer's coder
-is refused by `latent_shards` with the valid ranges named.
+every configured coder are registered (`register_partitions`). A multi-partition is a cross
+product, so a narrow layer's grid also shows the ranges of wider coders: automation never
+requests those (`sensors/coder_ranges.py`), backfills from the CLI leave them out
+(`coder_partition_keys`), and `latent_shards` refuses one with the valid ranges named.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import dagster as dg
@@ -31,9 +34,49 @@ def latent_range_keys(n_latents: int, width: int) -> list[str]:
     return [f"{lo:05d}-{min(lo + width, n_latents) - 1:05d}" for lo in range(0, n_latents, width)]
 
 
+_RANGE = re.compile(r"^(\d{5,})-(\d{5,})$")
+EXAMPLE_KEY = "layers.6|00000-00031"
+
+
+class PartitionKeyError(ValueError):
+    """A partition key an operator typed is malformed or names no partition of the project."""
+
+
 def parse_latent_range(key: str) -> range:
-    lo, hi = key.split("-")
-    return range(int(lo), int(hi) + 1)
+    match = _RANGE.match(key)
+    if not match or int(match[1]) > int(match[2]):
+        raise PartitionKeyError(f"'{key}' is not a latent range; ranges read LOW-HIGH, zero-padded, e.g. 00000-00031")
+    return range(int(match[1]), int(match[2]) + 1)
+
+
+def parse_partition_key(text: str, cfg: ProjectConfig | None = None) -> dg.MultiPartitionKey:
+    """`layers.6|00000-00031` (as the UI shows and the README writes it) -> a partition key.
+
+    With a config, the layer must be a hookpoint and the range one its coder has; the error
+    lists what would be valid. A URL-encoded key (`layers.6%7C00000-00031`) is accepted too."""
+    text = text.strip().replace("%7C", "|").replace("%7c", "|")
+    parts = text.split("|")
+    if len(parts) != 2 or not all(parts):
+        raise PartitionKeyError(f"'{text}' is not a partition key; keys read LAYER|RANGE, e.g. {EXAMPLE_KEY}")
+    layer, latent_range = parts
+    if _RANGE.match(layer) and not _RANGE.match(latent_range):
+        raise PartitionKeyError(f"'{text}' has its parts swapped; keys read LAYER|RANGE: {latent_range}|{layer}")
+    parse_latent_range(latent_range)
+    if cfg is not None:
+        if layer not in cfg.hookpoints:
+            raise PartitionKeyError(f"layer '{layer}' of '{text}' is not a hookpoint of the project config "
+                                    f"(configured: {', '.join(cfg.hookpoints)}); keys read LAYER|RANGE, e.g. {EXAMPLE_KEY}")
+        valid = layer_ranges(cfg, layer)
+        if latent_range not in valid:
+            shown = ", ".join(valid[:3]) + (f", … {valid[-1]}" if len(valid) > 3 else "")
+            raise PartitionKeyError(f"range '{latent_range}' of '{text}' is not one of {layer}'s coder "
+                                    f"({cfg.hookpoints[layer].n_latents} latents, width {cfg.latent_range_width}): {shown}")
+    return partition_key(layer, latent_range)
+
+
+def in_coder(cfg: ProjectConfig, layer: str, latent_range: str) -> bool:
+    """Whether the range is one the layer's coder has (Dagster's cross product also holds others)."""
+    return layer in cfg.hookpoints and latent_range in set(layer_ranges(cfg, layer))
 
 
 def layer_ranges(cfg: ProjectConfig, layer: str) -> list[str]:
@@ -57,3 +100,8 @@ def register_partitions(instance: dg.DagsterInstance, cfg: ProjectConfig, layers
             instance.add_dynamic_partitions(definition.name, new)
             added += new
     return added
+
+
+def coder_partition_keys(cfg: ProjectConfig, layers: Iterable[str]) -> list[str]:
+    """Every `layer|range` key the layers' coders have, in order: what a backfill should cover."""
+    return [str(partition_key(layer, r)) for layer in layers for r in layer_ranges(cfg, layer)]

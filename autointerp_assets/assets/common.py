@@ -10,6 +10,10 @@ from ..partitions import LAYER_DIM, RANGE_DIM
 from ..store import layout
 from ..store.store import ArtifactStore
 
+# Observable sources (sensors/observe.py): the model's and each layer's coder's revision.
+SUBJECT_SOURCE = dg.AssetKey("subject_model_source")
+CODER_SOURCE = dg.AssetKey("sparse_coder_source")
+
 # On k8s (deploy/), only the GPU steps ask for a GPU.
 GPU_OP_TAGS = {"dagster-k8s/config": {
     "container_config": {"resources": {"requests": {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": "1"},

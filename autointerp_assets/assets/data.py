@@ -12,6 +12,7 @@ import dagster as dg
 from resources.project import Project
 from resources.storage import Storage
 from resources.subject_model import SubjectModel
+from resources.tokenizer import Tokenizer
 
 from .. import lineage
 from ..coders import save_topk_sae
@@ -24,17 +25,16 @@ from ..data.sampling import build_contexts
 from ..partitions import from_layer, layer_partitions, layer_range_partitions, parse_latent_range
 from ..report.cost import estimate_cost
 from ..store import layout
-from .common import GPU_OP_TAGS, capture_kind, coder_config, layer_range, load_coder
+from .common import CODER_SOURCE, GPU_OP_TAGS, SUBJECT_SOURCE, capture_kind, coder_config, layer_range, load_coder
 
 
-@dg.asset(code_version="1", group_name="data", kinds={"polars", "parquet"})
-def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+@dg.asset(group_name="data", kinds={"polars", "parquet"})
+def corpus(context: dg.AssetExecutionContext, project: Project, tokenizer: Tokenizer,
            storage: Storage) -> dg.MaterializeResult:
     """Tokenised context windows [n_seq, ctx_len] with their source documents."""
     cfg, store = project.config, storage.store()
-    subject = subject_model.load()
     docs = corpus_stage.documents(cfg.corpus, storage.storage_options())
-    built = corpus_stage.build_corpus(docs, subject.tokenizer, cfg.corpus)
+    built = corpus_stage.build_corpus(docs, tokenizer.load(), cfg.corpus)
     store.write_parquet(layout.CORPUS_WINDOWS, built.windows)
     store.write_json(layout.CORPUS_META, {"content_hash": built.content_hash, "n_tokens": built.n_tokens})
     splits = built.windows["split"].value_counts()
@@ -46,7 +46,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
             "n_tokens": built.n_tokens,
             "n_documents": built.windows["doc_id"].n_unique(),
             "windows_by_split": dg.MetadataValue.json(dict(zip(*splits.to_dict(as_series=False).values()))),
-            **lineage.subject_lineage(subject),
+            **tokenizer.lineage(),
             "path": dg.MetadataValue.path(store.uri(layout.CORPUS_WINDOWS)),
         },
         data_version=dg.DataVersion(built.content_hash),
@@ -54,11 +54,9 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
 
 
 @dg.asset(
-    partitions_def=layer_partitions, deps=[corpus], code_version="1", group_name="data", pool="gpu",
+    partitions_def=layer_partitions, deps=[corpus, CODER_SOURCE, SUBJECT_SOURCE], group_name="data", pool="gpu",
     op_tags=GPU_OP_TAGS, kinds={"pytorch", "safetensors"},
 )
-
-
 def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                  storage: Storage) -> dg.MaterializeResult:
     """The layer's sparse coder: loaded from a path, raw MLP neurons, or a TopK SAE trained here."""
@@ -91,11 +89,9 @@ def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_mo
 
 
 @dg.asset(
-    partitions_def=layer_partitions, deps=[corpus, sparse_coder], code_version="1", group_name="data", pool="gpu",
+    partitions_def=layer_partitions, deps=[corpus, sparse_coder, SUBJECT_SOURCE], group_name="data", pool="gpu",
     op_tags=GPU_OP_TAGS, backfill_policy=dg.BackfillPolicy.single_run(), kinds={"pytorch", "parquet"},
 )
-
-
 def activations(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                 storage: Storage) -> dg.MaterializeResult:
     """Non-zero (seq, pos, latent, value) per layer, in chunks. A backfill of several
@@ -146,10 +142,8 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
 
 @dg.asset(
     partitions_def=layer_range_partitions, deps=[dg.AssetDep(activations, partition_mapping=from_layer)],
-    code_version="1", group_name="data", kinds={"polars", "parquet"},
+    group_name="data", kinds={"polars", "parquet"},
 )
-
-
 def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
     """Latent-major non-zeros of one latent range, plus per-latent stats."""
     layer, key = layer_range(context)
@@ -178,12 +172,10 @@ def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.Mat
 
 
 @dg.asset(
-    partitions_def=layer_range_partitions, deps=[latent_shards, corpus], code_version="1", group_name="data",
+    partitions_def=layer_range_partitions, deps=[latent_shards, corpus], group_name="data",
     kinds={"polars", "parquet"},
 )
-
-
-def contexts(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+def contexts(context: dg.AssetExecutionContext, project: Project, tokenizer: Tokenizer,
              storage: Storage) -> dg.MaterializeResult:
     """Per latent: explanation examples and disjoint held-out test examples; skipped latents with reasons."""
     layer, key = layer_range(context)
@@ -191,9 +183,9 @@ def contexts(context: dg.AssetExecutionContext, project: Project, subject_model:
     manifest = layout.read_manifest(store, layer)
     rows = layout.read_partition(store, "latent_shards", layer, key)
     tokens, seq_ids = layout.analysis_tokens(layout.read_corpus(store))
-    tokenizer = subject_model.load().tokenizer
+    decoder = tokenizer.load()
     built = build_contexts(rows, parse_latent_range(key), tokens, seq_ids,
-                           lambda t: tokenizer.decode([t]), cfg.sampling)
+                           lambda t: decoder.decode([t]), cfg.sampling)
     examples_path, skipped_path = layout.context_paths(layer, key)
     store.write_parquet(examples_path, built.examples)
     store.write_parquet(skipped_path, built.skipped)

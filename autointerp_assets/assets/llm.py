@@ -14,6 +14,7 @@ from ..explain.explainer import explain_latents, select_latents
 from ..explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPT_VERSIONS
 from ..explain.prompts import explainer_prompt_key
 from ..partitions import layer_range_partitions
+from ..report import review
 from ..scoring.classify import score_latents
 from ..scoring.embedding import SentenceEncoder, score_embedding
 from ..scoring.prompts import PROMPT_VERSIONS as SCORER_PROMPT_VERSIONS
@@ -41,11 +42,9 @@ class LatentSelection(dg.Config):
 
 
 @dg.asset(
-    partitions_def=layer_range_partitions, deps=["contexts"], code_version="1", group_name="llm", pool="llm",
+    partitions_def=layer_range_partitions, deps=["contexts"], group_name="llm", pool="llm",
     kinds={"openai", "parquet"},
 )
-
-
 def explanations(context: dg.AssetExecutionContext, config: LatentSelection, project: Project, storage: Storage,
                  llm: LLMResource) -> dg.MaterializeResult:
     """One plain-English explanation per latent; failures and skips recorded with reasons."""
@@ -86,11 +85,9 @@ def _sentence_encoder() -> SentenceEncoder:
 
 
 @dg.asset(
-    partitions_def=layer_range_partitions, deps=[explanations, "contexts"], code_version="1", group_name="llm",
+    partitions_def=layer_range_partitions, deps=[explanations, "contexts", "reviews"], group_name="llm",
     pool="llm", kinds={"openai", "parquet"},
 )
-
-
 def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage,
            llm: LLMResource) -> dg.MaterializeResult:
     """Detection, fuzzing and embedding scores of each explanation on the held-out test examples."""
@@ -99,6 +96,7 @@ def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage
     manifest = layout.read_manifest(store, layer)
     examples = layout.read_partition(store, "contexts", layer, key)
     explained = layout.read_partition(store, "explanations", layer, key)
+    explained = review.apply_edits(explained, review.standing(explained, review.read_log(store, layer, key)))
     client = llm.build(store)
     table = score_latents(examples, explained, client, cfg.scorer, cfg.sampling.seed)
     if "embedding" in cfg.scorer.kinds:

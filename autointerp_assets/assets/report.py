@@ -11,11 +11,9 @@ from ..store import layout
 
 
 @dg.asset(
-    partitions_def=layer_partitions, deps=[dg.AssetDep("scores", partition_mapping=from_layer)], code_version="1",
+    partitions_def=layer_partitions, deps=[dg.AssetDep("scores", partition_mapping=from_layer)],
     group_name="report", kinds={"polars"},
 )
-
-
 def report(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
     """Per-layer roll-up of every scored latent range: table, histograms, score vs frequency."""
     layer, store = context.partition_key, storage.store()

@@ -26,6 +26,7 @@ import polars as pl
 
 from ..config import CorpusConfig
 
+CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
 SAE_TRAIN = "sae_train"
 ANALYSIS = "analysis"
 

@@ -33,6 +33,7 @@ import polars as pl
 
 from ..config import SamplingConfig
 
+CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
 PEAK_FRACTION = 4
 EXPLAIN, TEST = "explain", "test"
 

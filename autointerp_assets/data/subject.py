@@ -114,6 +114,18 @@ def forward_captures(subject: Subject, input_ids: torch.Tensor, captures: list[C
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+def load_tokenizer(model_id: str, revision: str | None = None):
+    """The subject model's tokenizer alone: no weights are read and no device is touched."""
+    from transformers import AutoTokenizer
+
+    source, gguf_file = model_files.tokenizer_source(model_id)
+    try:
+        return AutoTokenizer.from_pretrained(source, revision=revision, gguf_file=gguf_file)
+    except OSError as e:
+        raise OSError(f"cannot load the tokenizer of subject model '{model_id}': {e}. Use a local directory, a .gguf "
+                      "path, a hub id (online), or the offline default 'smollm2-135m-instruct'") from None
+
+
 def load_subject(model_id: str, revision: str | None, dtype: str, device: str) -> Subject:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
