@@ -99,23 +99,33 @@ def code_versions(cfg: ProjectConfig, parents: Mapping[str, Iterable[str]]) -> d
 # -- conditions ------------------------------------------------------------------------------
 
 _ANY_MISSING = AC.any_deps_missing()
+# What is missing when automation first looks: `since_last_handled` starts afresh on the first
+# tick, so on its own it would only ever see partitions that go missing later.
+_MISSING_AT_START = (AC.missing() & AC.initial_evaluation()).with_label("missing when automation started")
 
 
-def _runs_when(trigger: AC, label: str, missing_deps: AC | None = _ANY_MISSING) -> AC:
-    """`trigger` since this partition was last requested, with nothing upstream missing (as
-    `missing_deps` says; None: not checked) or running, and the partition itself not running:
-    the shape of Dagster's `eager`."""
-    condition = trigger.since_last_handled()
+def _runs_when(trigger: AC, label: str, missing_deps: AC | None = _ANY_MISSING, at_start: bool = True) -> AC:
+    """`trigger` since this partition was last requested (or, with `at_start`, missing on the
+    first tick), with nothing upstream missing (as `missing_deps` says; None: not checked) or
+    running, and the partition itself not running: the shape of Dagster's `eager`. A failed
+    run is not retried until the trigger fires again."""
+    fired = trigger.since_last_handled()
+    if at_start:
+        fired = fired | _MISSING_AT_START
+    condition = fired
     if missing_deps is not None:
         condition = condition & ~missing_deps
     return (condition & ~AC.any_deps_in_progress() & ~AC.in_progress()).with_label(label)
+
+
+SOURCES = dg.AssetSelection.assets("subject_model_source", "sparse_coder_source")
 
 
 def conditions(cfg: ProjectConfig) -> dict[str, AC]:
     in_coders = InProjectCoders.of(cfg)
     new_or_changed = AC.newly_missing() | AC.any_deps_updated() | AC.code_version_changed()
     kept_fresh = AC.any_deps_updated() | AC.code_version_changed()
-    explanations = _runs_when(kept_fresh, "explained once: keep fresh")
+    explanations = _runs_when(kept_fresh, "explained once: keep fresh", at_start=False)
     if cfg.automation.explain_new_ranges:
         explanations = _runs_when(new_or_changed, "eager (explain_new_ranges)")
     else:
@@ -125,22 +135,30 @@ def conditions(cfg: ProjectConfig) -> dict[str, AC]:
     scores_trigger = (AC.any_deps_updated().ignore(reviews_only) | edited | AC.code_version_changed())
     return {
         "corpus": _runs_when(AC.newly_missing() | AC.code_version_changed(), "missing or code changed"),
-        "sparse_coder": in_coders & _runs_when(new_or_changed, "gpu: new layer, revision, corpus or code"),
-        "activations": in_coders & _runs_when(new_or_changed, "gpu: new layer, revision, corpus or code"),
+        # a source not yet observed holds nothing back: its first observation is not a change
+        "sparse_coder": in_coders & _runs_when(new_or_changed, "gpu: new layer, revision, corpus or code",
+                                               missing_deps=AC.any_deps_missing().ignore(SOURCES)),
+        "activations": in_coders & _runs_when(new_or_changed, "gpu: new layer, revision, corpus or code",
+                                              missing_deps=AC.any_deps_missing().ignore(SOURCES)),
         "latent_shards": in_coders & _runs_when(new_or_changed, "eager"),
         "contexts": in_coders & _runs_when(new_or_changed, "eager"),
         "explanations": in_coders & explanations,
-        "reviews": in_coders & ~AC.missing() & _runs_when(AC.any_deps_updated(), "explanations changed"),
+        "reviews": in_coders & ~AC.missing() & _runs_when(AC.any_deps_updated(), "explanations changed",
+                                                          at_start=False),
         "scores": in_coders & _runs_when(
             scores_trigger, "eager; re-score edits",
             missing_deps=AC.any_deps_missing().ignore(reviews_only)),
         # a roll-up of the ranges that exist: ranges never scored must not hold it back
-        "report": in_coders & _runs_when(kept_fresh, "any scores of the layer updated", missing_deps=None),
+        # waits while any of its scores run, are backfilled or requested: one roll-up after a burst
+        "report": in_coders & ~AC.any_deps_match(AC.will_be_requested()) & _runs_when(
+            kept_fresh, "any scores of the layer updated", missing_deps=None, at_start=False),
     }
 
 
 def source_condition(cfg: ProjectConfig) -> AC:
-    return AC.cron_tick_passed(cfg.automation.observe_cron).with_label(f"observe on {cfg.automation.observe_cron}")
+    cron = cfg.automation.observe_cron
+    fired = (AC.newly_missing() | AC.cron_tick_passed(cron)).since_last_handled() | _MISSING_AT_START
+    return (fired & ~AC.in_progress()).with_label(f"observe when never observed, then on {cron}")
 
 
 def parents_of(assets: Iterable[dg.AssetsDefinition]) -> dict[str, set[str]]:

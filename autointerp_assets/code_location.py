@@ -17,7 +17,6 @@ from .assets.review import review_job
 from .automation import GPU_ASSETS, source_condition, with_policy
 from .checks import build_asset_checks
 from .config import ProjectConfig
-from .partitions import layer_partitions, layer_range_partitions
 
 
 def executor() -> dg.ExecutorDefinition:
@@ -42,17 +41,15 @@ def build_assets(cfg: ProjectConfig) -> list[dg.AssetsDefinition]:
 def jobs() -> list[dg.UnresolvedAssetJobDefinition]:
     """Named selections for the launchpad; automation and backfills need none of them."""
 
-    def job(name: str, assets: list[str], partitions_def=None, description: str = ""):
-        return dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), partitions_def=partitions_def,
-                                   description=description)
+    def job(name: str, assets: list[str], description: str):
+        return dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), description=description)
 
     return [
         job("corpus_job", ["corpus"], description="Tokenise the corpus."),
-        job("sparse_coder_to_activations_job", list(GPU_ASSETS), layer_partitions,
-            "A layer's GPU stage: its coder and one forward pass."),
+        job("sparse_coder_to_activations_job", list(GPU_ASSETS), "A layer's GPU stage: its coder and one forward pass."),
         job("latent_shards_to_scores_job", ["latent_shards", "contexts", "explanations", "scores"],
-            layer_range_partitions, "One latent range, shards to scores (explanations take a latent selection)."),
-        job("report_job", ["report"], layer_partitions, "A layer's roll-up."),
+            "One latent range, shards to scores (explanations take a latent selection)."),
+        job("report_job", ["report"], "A layer's roll-up."),
         review_job,
     ]
 

@@ -66,7 +66,7 @@ def reviews(context: dg.AssetExecutionContext, config: ReviewConfig, storage: St
 
 
 review_job = dg.define_asset_job(
-    "review_job", selection=dg.AssetSelection.assets("reviews"), partitions_def=layer_range_partitions,
+    "review_job", selection=dg.AssetSelection.assets("reviews"),
     description="Record one review: pick the partition, then set ops.reviews.config "
                 "{latent, verdict: accept|reject|edit, text (for edit), reviewer}.",
 )
