@@ -13,7 +13,13 @@ from dagster._core.definitions.observe import observe
 from support.project import SMALL_CONFIG
 
 from autointerp_assets.coders import TopKSAE, save_topk_sae
-from autointerp_assets.config import JumpReLUCoderConfig, NeuronsCoderConfig, TopKCoderConfig, TrainTopKCoderConfig, load_config
+from autointerp_assets.config import (
+    JumpReLUCoderConfig,
+    NeuronsCoderConfig,
+    TopKCoderConfig,
+    TrainTopKCoderConfig,
+    load_config,
+)
 from autointerp_assets.partitions import register_partitions
 from resources.storage import Storage
 from sensors import build_hookpoint_sensor, build_source_assets
