@@ -10,7 +10,8 @@ from resources.storage import Storage
 
 from .. import lineage
 from ..config import ProjectConfig
-from ..explain.explainer import explain_latents, select_latents
+from ..explain import selection
+from ..explain.explainer import explain_latents
 from ..explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPT_VERSIONS
 from ..explain.prompts import explainer_prompt_key
 from ..partitions import layer_range_partitions
@@ -35,10 +36,13 @@ def _llm_lineage(llm, prompt_keys: list[str]) -> dict:
 
 
 class LatentSelection(dg.Config):
-    """Which latents of the range to spend LLM calls on; the rest are recorded as skipped."""
+    """Which latents of the range to spend LLM calls on; the rest are recorded as skipped. A
+    selection given here is stored for the partition and later runs without one (automation)
+    keep to it (explain/selection.py)."""
 
-    latents: list[int] = []  # only these (empty: all)
+    latents: list[int] = []  # only these (empty: the stored selection, or all)
     max_latents: int | None = None  # at most this many, most frequently firing first
+    all_latents: bool = False  # every latent, and store that
 
 
 @dg.asset(
@@ -54,11 +58,14 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     examples = layout.read_partition(store, "contexts", layer, key)
     skipped = layout.read_partition(store, "contexts", layer, key, ".skipped")
     stats = layout.read_partition(store, "latent_shards", layer, key, ".stats")
-    examples, skipped = select_latents(examples, skipped, stats, config.latents, config.max_latents)
+    chosen = selection.resolve(store, layer, key, examples, stats, config.latents, config.max_latents,
+                               config.all_latents)
     client = llm.build(store)
-    table = explain_latents(examples, skipped, client, cfg.explainer, cfg.sampling)
+    table = explain_latents(*selection.split(examples, skipped, chosen), client, cfg.explainer, cfg.sampling)
+    table, n_kept = selection.keep_paid_for(table, examples, client, cfg.explainer, cfg.sampling)
     path = partition_path("explanations", layer, key)
     store.write_parquet(path, table)
+    selection.remember(store, layer, key, chosen, context.run_id)
     store.write_json(partition_path("explanations", layer, key, "usage.json"), client.usage.as_metadata())
     counts = dict(table.group_by("status").len().iter_rows())
     return dg.MaterializeResult(
@@ -68,7 +75,8 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
             "explainer": cfg.explainer.kind,
             "explainer_config": dg.MetadataValue.json(cfg.explainer.model_dump()),
             "sampling_config": dg.MetadataValue.json(cfg.sampling.model_dump()),
-            "latent_selection": dg.MetadataValue.json(config.model_dump()),
+            "latent_selection": dg.MetadataValue.json(chosen.as_metadata()),
+            "n_kept_from_cache": n_kept,
             "n_explained": counts.get("ok", 0), "n_failed": counts.get("failed", 0),
             "n_skipped": counts.get("skipped", 0),
             "preview": dg.MetadataValue.md(lineage.markdown_table(
