@@ -94,7 +94,8 @@ def test_a_narrower_run_keeps_what_was_paid_for_and_pays_for_nothing_left_out(tm
     assert narrow.filter(pl.col("latent") == 0)["explanation"].item() == wide.filter(pl.col("latent") == 0)["explanation"].item()
     assert dict(narrow.filter(pl.col("status") == "skipped").select("latent", "reason").iter_rows()) == {3: "dead"}
 
-    changed = contexts_for([0, 1, 2]).with_columns(pl.lit(["other"]).alias("token_strs"))  # new evidence
+    changed = contexts_for([0, 1, 2]).with_columns(  # new evidence for every latent
+        pl.col("latent").map_elements(lambda lat: [f"new{lat}"], return_dtype=pl.List(pl.Utf8)).alias("token_strs"))
     table = explain_latents(*selection.split(changed, SKIPPED, selection.Selection((2,), "stored")), llm, cfg, sampling)
     table, kept = selection.keep_paid_for(table, changed, llm, cfg, sampling)
     assert kept == 0  # explanations of other examples are not reused for these ones
