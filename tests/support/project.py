@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from autointerp_assets.assets import ALL_ASSETS
+from autointerp_assets.code_location import build_assets
 from autointerp_assets.config import ProjectConfig, load_config
 from autointerp_assets.partitions import partition_key, register_partitions
 from resources import Project, Storage, build_resources
@@ -33,7 +33,7 @@ def run(selection, partition_key, root, instance, raise_on_error=True, tags=None
     project) unless overridden."""
     cfg = cfg or small_config()
     resources = build_resources(cfg) | {"storage": Storage(root=str(root))} | resources
-    return dg.materialize(ALL_ASSETS, selection=selection, partition_key=partition_key, resources=resources,
+    return dg.materialize(build_assets(cfg), selection=selection, partition_key=partition_key, resources=resources,
                           instance=instance, raise_on_error=raise_on_error, tags=tags)
 
 
@@ -56,7 +56,8 @@ def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]]) 
     register_partitions(instance, cfg, [layer])
     resources = {**build_resources(cfg), "storage": Storage(root=str(root / "data"))}
     for asset, partition in upstream:
-        dg.materialize(ALL_ASSETS, selection=[asset], partition_key=partition, resources=resources, instance=instance)
+        dg.materialize(build_assets(cfg), selection=[asset], partition_key=partition, resources=resources,
+                       instance=instance)
     return instance, env
 
 
