@@ -64,7 +64,8 @@ def demo(partition: str | None, through: str) -> int:
     return run_demo(cfg, inst, layer, latent_range, through)
 
 
-def _materialize(selection: list[str], key, run_config: dict | None = None):
+def _materialize(selection: list[str], layer: str, latent_range: str, run_config: dict | None = None):
+    """One run of `selection` for the partition (registered first: the key was checked)."""
     import dagster as dg
 
     from resources import build_resources
@@ -73,11 +74,14 @@ def _materialize(selection: list[str], key, run_config: dict | None = None):
     from .code_location import build_assets
     from .config import load_config
     from .demo import QUIET
+    from .partitions import partition_key, register_partitions
 
     cfg = load_config()
+    inst = instance()
+    register_partitions(inst, cfg, [layer])
     return dg.materialize([*build_assets(cfg), *build_asset_checks(cfg.checks)], selection=selection,
-                          partition_key=key, resources=build_resources(cfg), instance=instance(),
-                          raise_on_error=False, run_config={**QUIET, **(run_config or {})})
+                          partition_key=partition_key(layer, latent_range), resources=build_resources(cfg),
+                          instance=inst, raise_on_error=False, run_config={**QUIET, **(run_config or {})})
 
 
 def _failed(result) -> int:
@@ -91,12 +95,11 @@ def explain(partition: str, latents: list[int], max_latents: int | None, all_lat
     from resources import build_resources
 
     from .config import load_config
-    from .partitions import partition_key
     from .report import summary
 
     layer, latent_range = _key(partition)
     selection = {"latents": latents, "max_latents": max_latents, "all_latents": all_latents}
-    result = _materialize(["explanations", "scores"], partition_key(layer, latent_range),
+    result = _materialize(["explanations", "scores"], layer, latent_range,
                           {"ops": {"explanations": {"config": selection}}})
     if not result.success:
         return _failed(result)
@@ -112,7 +115,6 @@ def review(partition: str, latent: int, verdict: str, text: str | None, reviewer
     from resources import build_resources
 
     from .config import load_config
-    from .partitions import partition_key
     from .report import review as reviews
     from .store import layout
 
@@ -127,7 +129,7 @@ def review(partition: str, latent: int, verdict: str, text: str | None, reviewer
         return 2
     config = {"latent": latent, "verdict": verdict, "text": text or "", "reviewer": reviewer,
               "explanation_version": seen.explanation_version}
-    result = _materialize(["reviews"], partition_key(layer, latent_range), {"ops": {"reviews": {"config": config}}})
+    result = _materialize(["reviews"], layer, latent_range, {"ops": {"reviews": {"config": config}}})
     if not result.success:
         return _failed(result)
     print(f"{verdict} of latent {latent} ({seen.explanation!r}, version {seen.explanation_version}) recorded by "
