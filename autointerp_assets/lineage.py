@@ -52,11 +52,16 @@ _TABLE_TYPES = {pl.Int8: "int", pl.Int16: "int", pl.Int32: "int", pl.Int64: "int
                 pl.UInt64: "int", pl.Float32: "float", pl.Float64: "float", pl.Boolean: "bool"}
 
 
-def rounded(value: Any, digits: int = 3) -> Any:
-    """Floats rounded for reading (NaN becomes None, which the UI shows as empty)."""
-    if isinstance(value, float):
-        return None if value != value else round(value, digits)
-    return value
+def rounded(value: Any) -> Any:
+    """Floats rounded for reading: 3 decimals, 3 significant digits below 0.01, 1 decimal from
+    100 (NaN becomes None, which the UI shows as empty)."""
+    if not isinstance(value, float):
+        return value
+    if value != value:
+        return None
+    if abs(value) >= 100:
+        return round(value, 1)
+    return round(value, 3) if abs(value) >= 0.01 else float(f"{value:.3g}")
 
 
 def table_metadata(frame: pl.DataFrame, max_rows: int = 100, max_chars: int = 200):
