@@ -8,12 +8,16 @@ it, and nothing above; Dagster then shows those partitions as stale. A coder's o
 are per layer, so they are data versions of `sparse_coder_source[layer]`, not code versions:
 adding or changing one layer's coder leaves the other layers alone.
 
-Conditions (Declarative Automation; `sensors/coder_ranges.py` adds what Dagster cannot say):
-- corpus: when missing, or its code version changed.
-- GPU stages (sparse_coder, activations; own sensor `gpu_automation`, so an operator can pause
-  GPU work alone): a newly registered layer, a new model or coder revision observed, a new
-  corpus, or a code version change; never while anything upstream or the layer itself is
-  running or backfilling, and not retried after a failure until something changes again.
+Conditions (Declarative Automation; `sensors/coder_ranges.py` adds what Dagster cannot say,
+that a partition is one its layer's coder has). Each runs once per trigger, never while
+anything upstream or the partition itself is running or backfilling, and a failed run is not
+retried until something changes again. Partitions missing before automation first ran are a
+backfill's job, as in Dagster's `eager`.
+- corpus: missing, or its code version changed.
+- GPU stages (sparse_coder, activations; their own sensor `gpu_automation`, so an operator can
+  pause GPU work alone): a newly registered layer, a new corpus, a code version change, or a new
+  revision of the model or coder (a source's first observation is its baseline, not a change).
+  Several layers requested together run as one backfill run: one forward pass.
 - data stages (latent_shards, contexts): eager, plus code version changes.
 - explanations: keeps fresh only ranges an operator explained once (the first spend is a
   person's call, after `contexts` has shown the estimated cost), with the stored latent
@@ -21,8 +25,8 @@ Conditions (Declarative Automation; `sensors/coder_ranges.py` adds what Dagster 
 - scores: eager after explanations; an edit in `reviews` (a changed data version) re-scores;
   accept and reject change no text and re-score nothing.
 - reviews: recomputed when explanations change, where someone reviewed.
-- report: after any of its layer's scores, not held back by ranges never scored.
-- the sources: observed on `automation.observe_cron`.
+- report: after its layer's scores settle, not held back by ranges never scored.
+- the sources: observed at the start, then on `automation.observe_cron`.
 """
 
 from __future__ import annotations
@@ -99,12 +103,15 @@ def code_versions(cfg: ProjectConfig, parents: Mapping[str, Iterable[str]]) -> d
 # -- conditions ------------------------------------------------------------------------------
 
 _ANY_MISSING = AC.any_deps_missing()
-# What is missing when automation first looks: `since_last_handled` starts afresh on the first
-# tick, so on its own it would only ever see partitions that go missing later.
+# What is missing when automation first looks (the corpus of a fresh instance, the sources):
+# `since_last_handled` starts afresh on the first tick, so on its own it sees only partitions
+# that go missing later. Partitions already missing then are a backfill's job
+# (`python -m autointerp_assets backfill`), as in Dagster's `eager`.
 _MISSING_AT_START = (AC.missing() & AC.initial_evaluation()).with_label("missing when automation started")
+SOURCES = dg.AssetSelection.assets("subject_model_source", "sparse_coder_source")
 
 
-def _runs_when(trigger: AC, label: str, missing_deps: AC | None = _ANY_MISSING, at_start: bool = True) -> AC:
+def _runs_when(trigger: AC, label: str, missing_deps: AC | None = _ANY_MISSING, at_start: bool = False) -> AC:
     """`trigger` since this partition was last requested (or, with `at_start`, missing on the
     first tick), with nothing upstream missing (as `missing_deps` says; None: not checked) or
     running, and the partition itself not running: the shape of Dagster's `eager`. A failed
@@ -118,40 +125,40 @@ def _runs_when(trigger: AC, label: str, missing_deps: AC | None = _ANY_MISSING, 
     return (condition & ~AC.any_deps_in_progress() & ~AC.in_progress()).with_label(label)
 
 
-SOURCES = dg.AssetSelection.assets("subject_model_source", "sparse_coder_source")
+def _gpu_trigger() -> AC:
+    """A new layer, a new corpus, a code change, or a new revision of the model or coder. A
+    source's first observation is its baseline, not a change: what exists was built from it."""
+    first_sighting = (~AC.missing()).newly_true().with_label("first observation")
+    revised = AC.any_deps_match(AC.newly_updated() & ~first_sighting).allow(SOURCES).with_label("new revision")
+    return AC.newly_missing() | AC.any_deps_updated().ignore(SOURCES) | revised | AC.code_version_changed()
 
 
 def conditions(cfg: ProjectConfig) -> dict[str, AC]:
     in_coders = InProjectCoders.of(cfg)
     new_or_changed = AC.newly_missing() | AC.any_deps_updated() | AC.code_version_changed()
     kept_fresh = AC.any_deps_updated() | AC.code_version_changed()
-    explanations = _runs_when(kept_fresh, "explained once: keep fresh", at_start=False)
+    explanations = ~AC.missing() & _runs_when(kept_fresh, "explained once: keep fresh")
     if cfg.automation.explain_new_ranges:
         explanations = _runs_when(new_or_changed, "eager (explain_new_ranges)")
-    else:
-        explanations = ~AC.missing() & explanations
     reviews_only = dg.AssetSelection.assets("reviews")
     edited = AC.any_deps_match(AC.data_version_changed()).allow(reviews_only).with_label("an edit in reviews")
     scores_trigger = (AC.any_deps_updated().ignore(reviews_only) | edited | AC.code_version_changed())
+    gpu = _runs_when(_gpu_trigger(), "gpu: new layer, revision, corpus or code",
+                     missing_deps=AC.any_deps_missing().ignore(SOURCES))  # an unobserved source holds nothing back
     return {
-        "corpus": _runs_when(AC.newly_missing() | AC.code_version_changed(), "missing or code changed"),
-        # a source not yet observed holds nothing back: its first observation is not a change
-        "sparse_coder": in_coders & _runs_when(new_or_changed, "gpu: new layer, revision, corpus or code",
-                                               missing_deps=AC.any_deps_missing().ignore(SOURCES)),
-        "activations": in_coders & _runs_when(new_or_changed, "gpu: new layer, revision, corpus or code",
-                                              missing_deps=AC.any_deps_missing().ignore(SOURCES)),
+        "corpus": _runs_when(AC.newly_missing() | AC.code_version_changed(), "missing or code changed", at_start=True),
+        "sparse_coder": in_coders & gpu,
+        "activations": in_coders & gpu,
         "latent_shards": in_coders & _runs_when(new_or_changed, "eager"),
         "contexts": in_coders & _runs_when(new_or_changed, "eager"),
         "explanations": in_coders & explanations,
-        "reviews": in_coders & ~AC.missing() & _runs_when(AC.any_deps_updated(), "explanations changed",
-                                                          at_start=False),
-        "scores": in_coders & _runs_when(
-            scores_trigger, "eager; re-score edits",
-            missing_deps=AC.any_deps_missing().ignore(reviews_only)),
-        # a roll-up of the ranges that exist: ranges never scored must not hold it back
-        # waits while any of its scores run, are backfilled or requested: one roll-up after a burst
+        "reviews": in_coders & ~AC.missing() & _runs_when(AC.any_deps_updated(), "explanations changed"),
+        "scores": in_coders & _runs_when(scores_trigger, "eager; re-score edits",
+                                         missing_deps=AC.any_deps_missing().ignore(reviews_only)),
+        # A roll-up of the ranges that exist (ranges never scored must not hold it back), once
+        # none of its scores is running, backfilled or requested: one roll-up after a burst.
         "report": in_coders & ~AC.any_deps_match(AC.will_be_requested()) & _runs_when(
-            kept_fresh, "any scores of the layer updated", missing_deps=None, at_start=False),
+            kept_fresh, "any scores of the layer updated", missing_deps=None),
     }
 
 

@@ -132,6 +132,15 @@ def test_a_new_layer_flows_down_and_never_to_ranges_beyond_its_coder(ticks):
     assert ticks.tick() == {}  # the first LLM spend of a range is an operator's call
 
 
+def test_a_layer_registered_later_is_built_and_what_was_missing_before_is_left_to_a_backfill(ticks):
+    ticks.materialised("corpus")
+    assert ticks.tick() == {"subject_model_source": ["None"], "sparse_coder_source": [LAYER]}  # corpus exists
+    assert ticks.tick() == {}  # layers.3 was missing before automation started: `backfill` builds it
+    register_partitions(ticks.instance, ticks.cfg, ["layers.3.mlp"])
+    assert ticks.tick() == {"sparse_coder": ["layers.3.mlp"], "activations": ["layers.3.mlp"],
+                            "sparse_coder_source": ["layers.3.mlp"]}
+
+
 def test_explanations_kept_fresh_only_where_an_operator_explained(ticks):
     ticks.tick()
     ticks.build_layer(explained=(P0,))
@@ -156,9 +165,8 @@ def test_a_revision_flows_down_every_time_it_moves_a_b_a_b(ticks):
     ticks.tick()
     ticks.build_layer()
     ticks.observed("sparse_coder_source", "A", LAYER)
-    ticks.tick()
-    ticks.build_layer()
-    assert ticks.tick() == {}
+    ticks.observed("subject_model_source", "model-1")
+    assert ticks.tick() == {}  # a first observation is the baseline: what exists was built from it
     for revision in ("B", "A", "B"):
         ticks.observed("sparse_coder_source", revision, LAYER)
         assert ticks.tick() == {"sparse_coder": [LAYER], "activations": [LAYER]}, revision
