@@ -13,7 +13,7 @@ from ..report.rollup import SCORE_COLUMNS, build_report, by_frequency
 from ..report.summary import with_lift
 from ..store import layout
 
-LATENT_COLUMNS = ("latent", "explanation", "review", "status", "density", "n_failed")
+LATENT_COLUMNS = ("latent", "explanation", "review", "status", "n_firing", "n_failed")  # counts read better than densities
 
 
 def _pictures(store, layer: str, table: pl.DataFrame) -> dict:

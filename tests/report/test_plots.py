@@ -72,11 +72,17 @@ def test_the_report_partition_shows_plots_and_typed_rounded_tables(store):
     assert types["detection_balanced_accuracy_lift"] == "float" and types["explanation"] == "string"
     rows = [r.data for r in latents.records]
     assert len(rows) == 32 and rows[0]["detection_balanced_accuracy"] == max(r["detection_balanced_accuracy"] for r in rows)
-    assert {r["density"] for r in rows} >= {0.0001, 0.1}  # rounded, small ones to 3 significant digits
-    assert all(r["density"] == float(f"{r['density']:.3g}") for r in rows)
+    assert all(r["detection_balanced_accuracy"] == round(r["detection_balanced_accuracy"], 3) for r in rows)
+    assert types["n_firing"] == "int" and rows[0]["n_firing"] == 10_000  # the densest latent fires most
     assert rows[0]["detection_balanced_accuracy_lift"] > 0.3  # the best latent beats its shuffled baseline
     by_frequency = [r.data for r in meta["detection_balanced_accuracy_by_frequency"].value.records]
     assert [r["log10_density"] for r in by_frequency] == sorted(r["log10_density"] for r in by_frequency)
     assert by_frequency[0]["mean_detection_balanced_accuracy"] < by_frequency[-1]["mean_detection_balanced_accuracy"]
     assert isinstance(meta["mean_detection_balanced_accuracy"].value, float)
     assert meta["mean_detection_balanced_accuracy"].value == round(meta["mean_detection_balanced_accuracy"].value, 3)
+
+
+def test_numbers_are_rounded_for_reading():
+    from autointerp_assets.lineage import rounded
+
+    assert [rounded(v) for v in (0.61234, 0.000123456, 5923.432, float("nan"), 7)] == [0.612, 0.000123, 5923.4, None, 7]

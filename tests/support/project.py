@@ -37,16 +37,17 @@ def run(selection, partition_key, root, instance, raise_on_error=True, tags=None
                           instance=instance, raise_on_error=raise_on_error, tags=tags)
 
 
-def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]]) -> tuple[dg.DagsterInstance, pytest.MonkeyPatch]:
+def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]],
+                    overrides: dict | None = None) -> tuple[dg.DagsterInstance, pytest.MonkeyPatch]:
     """A $DAGSTER_HOME under `root` with the repo's dagster.yaml, a copy of the test config whose
     storage root is under `root` (set as $AUTOINTERP_CONFIG, for processes that load the code
     location), the layer registered, and `upstream` (asset, partition key) materialised in-process.
-    The caller undoes the returned MonkeyPatch when done."""
+    `overrides`: top-level config sections replaced. The caller undoes the returned MonkeyPatch."""
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(SUPPORT.parents[1] / "dagster.yaml", home)
     raw = yaml.safe_load(SMALL_CONFIG.read_text())
-    raw["storage_root"] = str(root / "data")
+    raw |= {"storage_root": str(root / "data"), **(overrides or {})}
     (root / "autointerp.yaml").write_text(yaml.safe_dump(raw))
     env = pytest.MonkeyPatch()
     env.setenv("DAGSTER_HOME", str(home))
