@@ -65,7 +65,7 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     table, n_kept = selection.keep_paid_for(table, examples, client, cfg.explainer, cfg.sampling)
     path = partition_path("explanations", layer, key)
     store.write_parquet(path, table)
-    selection.remember(store, layer, key, chosen, context.run_id)
+    selection.remember(store, layer, key, chosen, context.run.run_id)
     store.write_json(partition_path("explanations", layer, key, "usage.json"), client.usage.as_metadata())
     counts = dict(table.group_by("status").len().iter_rows())
     return dg.MaterializeResult(
