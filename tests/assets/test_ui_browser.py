@@ -187,3 +187,16 @@ def test_ui_materialises_a_partition_and_shows_its_metadata_and_the_reports_plot
             expect(page.get_by_text(name)).to_be_visible(timeout=60_000)
         page.screenshot(path=SHOTS / "automation.png")
         browser.close()
+
+    # The daemon of `dagster dev` evaluated the automation sensors in the code location: the
+    # sources, never observed before, were observed, their revisions recorded as data versions.
+    with dg.DagsterInstance.get() as instance:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not all(
+                instance.fetch_observations(dg.AssetKey(k), limit=1).records
+                for k in ("subject_model_source", "sparse_coder_source")):
+            time.sleep(2)
+        observed = instance.fetch_observations(dg.AssetKey("sparse_coder_source"), limit=5).records
+        assert observed and observed[0].asset_observation.tags["dagster/data_version"]
+        failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+        assert not failed, [r.run_id for r in failed]  # nothing automation or the UI launched failed
