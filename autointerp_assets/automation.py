@@ -17,7 +17,7 @@ backfill's job, as in Dagster's `eager`.
 - GPU stages (sparse_coder, activations; their own sensor `gpu_automation`, so an operator can
   pause GPU work alone): a newly registered layer, a new corpus, a code version change, or a new
   revision of the model or coder (a source's first observation is its baseline, not a change).
-  Several layers requested together run as one backfill run: one forward pass.
+  The activations of layers requested together run as one backfill run: one forward pass.
 - data stages (latent_shards, contexts): eager, plus code version changes.
 - explanations: keeps fresh only ranges an operator explained once (the first spend is a
   person's call, after `contexts` has shown the estimated cost), with the stored latent

@@ -4,6 +4,7 @@ shows them afterwards."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -61,8 +62,18 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(err.message.strip() for err in errors if err) or "see the run in the Dagster UI"
 
 
+def _quiet_libraries() -> None:
+    """No library progress bars between the progress lines (GGUF conversion, weight loading)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def run_demo(cfg: ProjectConfig, instance: dg.DagsterInstance, layer: str, latent_range: str, through: str,
              out: Callable[[str], None] = print) -> int:
+    _quiet_libraries()
     assets = build_assets(cfg)
     checks = build_asset_checks(cfg.checks)
     from resources import build_resources
