@@ -1,7 +1,8 @@
 """The command line: `python -m autointerp_assets <command>`. Partition keys read LAYER|RANGE,
 as the UI shows them (quote them in a shell): 'layers.6|00000-00031'.
 
-    demo [--partition KEY] [--through ASSET]     one partition end to end, then a summary
+    demo [--partition KEY] [--through ASSET] [--max-latents N]
+                                                 one partition end to end, then a summary
     layers                                       list the layer partitions
     add-layer NAME [NAME ...]                    register layer partitions (hookpoints)
     explain KEY [--latents 3,17] [--max-latents N] [--all]
@@ -48,7 +49,7 @@ def _key(text: str):
     return dims[LAYER_DIM], dims[RANGE_DIM]
 
 
-def demo(partition: str | None, through: str) -> int:
+def demo(partition: str | None, through: str, max_latents: int) -> int:
     from .config import load_config
     from .demo import run_demo
     from .partitions import layer_ranges, register_partitions
@@ -61,7 +62,7 @@ def demo(partition: str | None, through: str) -> int:
         latent_range = layer_ranges(cfg, layer)[0]
     inst = instance()
     register_partitions(inst, cfg, [layer])
-    return run_demo(cfg, inst, layer, latent_range, through)
+    return run_demo(cfg, inst, layer, latent_range, through, max_latents or None)
 
 
 def _materialize(selection: list[str], layer: str, latent_range: str, run_config: dict | None = None):
@@ -168,6 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="materialise one partition end to end, then print a summary")
     p_demo.add_argument("--partition", metavar="KEY", help="LAYER|RANGE (default: the first range of the first layer)")
     p_demo.add_argument("--through", choices=STAGES, default="report")
+    p_demo.add_argument("--max-latents", type=int, default=16,
+                        help="explain the N most active latents of the range (default 16, keeps it short; 0: all)")
     sub.add_parser("layers", help="list layer partitions")
     p_add = sub.add_parser("add-layer", help="register layer partitions")
     p_add.add_argument("names", nargs="+")
@@ -202,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "demo":
-            return demo(args.partition, args.through)
+            return demo(args.partition, args.through, args.max_latents)
         if args.command == "explain":
             return explain(args.partition, args.latents, args.max_latents, args.all_latents)
         if args.command == "review":

@@ -72,7 +72,9 @@ def _quiet_libraries() -> None:
 
 
 def run_demo(cfg: ProjectConfig, instance: dg.DagsterInstance, layer: str, latent_range: str, through: str,
-             out: Callable[[str], None] = print) -> int:
+             max_latents: int | None = None, out: Callable[[str], None] = print) -> int:
+    """`max_latents`: explain only the most frequently firing ones (a latent selection, stored
+    for the partition like any other); None: all."""
     _quiet_libraries()
     assets = build_assets(cfg)
     checks = build_asset_checks(cfg.checks)
@@ -89,8 +91,11 @@ def run_demo(cfg: ProjectConfig, instance: dg.DagsterInstance, layer: str, laten
         partition = keys.get(stage, key)
         out(f"[{i}/{len(stages)}] {stage} [{partition or 'unpartitioned'}] …")
         t0 = time.perf_counter()
+        run_config = QUIET
+        if stage == "explanations" and max_latents:
+            run_config = {**QUIET, "ops": {"explanations": {"config": {"max_latents": max_latents}}}}
         result = dg.materialize([*assets, *checks], selection=[stage], partition_key=partition, resources=resources,
-                                instance=instance, raise_on_error=False, run_config=QUIET,
+                                instance=instance, raise_on_error=False, run_config=run_config,
                                 tags={"autointerp/trigger": "demo"})
         if not result.success:
             out(f"      {stage} failed after {time.perf_counter() - t0:.0f} s (run {result.run_id}):\n"
@@ -105,6 +110,9 @@ def run_demo(cfg: ProjectConfig, instance: dg.DagsterInstance, layer: str, laten
         out(summary.partition_table(store, layer, latent_range))
         out("")
         out(summary.cost_line(store, layer, latent_range))
+        if max_latents:
+            out(f"(the {max_latents} most active latents were explained, to keep the demo short; the rest: "
+                f".venv/bin/python -m autointerp_assets explain '{key}' --all)")
     out(next_steps(store, layer, latent_range, through))
     return 0
 
