@@ -1,6 +1,7 @@
-"""Everything a code location holds, built from one project config: assets, checks, jobs,
-sensors, schedules, resources and the executor. `definitions.py` calls it with the config
-of `$AUTOINTERP_CONFIG`; tests call it with their own."""
+"""Everything a code location holds, built from one project config: assets (with the code
+versions and automation conditions of `automation.py`), the observable sources, checks, jobs,
+sensors, resources and the executor. `definitions.py` calls it with the config of
+`$AUTOINTERP_CONFIG`; tests and the CLI call it with theirs."""
 
 from __future__ import annotations
 
@@ -9,15 +10,11 @@ import os
 import dagster as dg
 
 from resources import build_resources
-from sensors import (
-    build_hookpoint_sensor,
-    build_model_update_sensor,
-    build_refresh_schedules,
-    build_source_assets,
-)
-from sensors.state import graph_of, stage_jobs
+from sensors import build_hookpoint_sensor, build_source_assets
 
 from .assets import ALL_ASSETS
+from .assets.review import review_job
+from .automation import GPU_ASSETS, source_condition, with_policy
 from .checks import build_asset_checks
 from .config import ProjectConfig
 
@@ -36,15 +33,51 @@ def executor() -> dg.ExecutorDefinition:
     )
 
 
+def build_assets(cfg: ProjectConfig) -> list[dg.AssetsDefinition]:
+    """The pipeline's assets with the code versions and automation conditions `cfg` gives them."""
+    return with_policy(ALL_ASSETS, cfg)
+
+
+def jobs() -> list[dg.UnresolvedAssetJobDefinition]:
+    """Named selections for the launchpad; automation and backfills need none of them."""
+
+    def job(name: str, assets: list[str], description: str):
+        return dg.define_asset_job(name, selection=dg.AssetSelection.assets(*assets), description=description)
+
+    return [
+        job("corpus_job", ["corpus"], description="Tokenise the corpus."),
+        job("sparse_coder_to_activations_job", list(GPU_ASSETS), "A layer's GPU stage: its coder and one forward pass."),
+        job("latent_shards_to_scores_job", ["latent_shards", "contexts", "explanations", "scores"],
+            "One latent range, shards to scores (explanations take a latent selection)."),
+        job("report_job", ["report"], "A layer's roll-up."),
+        review_job,
+    ]
+
+
+def automation_sensors() -> list[dg.AutomationConditionSensorDefinition]:
+    """Two sensors so GPU work can be paused alone. Both evaluate in the code location
+    (`use_user_code_server`): `sensors.coder_ranges` reads the project config."""
+    gpu = dg.AssetSelection.assets(*GPU_ASSETS)
+    return [
+        dg.AutomationConditionSensorDefinition(
+            "gpu_automation", target=gpu, use_user_code_server=True, default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Declarative automation of the GPU stages (sparse_coder, activations); pause it to hold GPU work.",
+        ),
+        dg.AutomationConditionSensorDefinition(
+            "automation", target=dg.AssetSelection.all(include_sources=True) - gpu, use_user_code_server=True,
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Declarative automation of everything else: sources observed on a cron, data stages eager, "
+                        "LLM stages kept fresh where an operator started them (see README, Operating it).",
+        ),
+    ]
+
+
 def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
-    pipeline = graph_of(ALL_ASSETS)  # the planner's view of the graph
-    jobs = stage_jobs(pipeline)  # one job per stage: corpus, layer (GPU), latent range (LLM), report
     return dg.Definitions(
-        assets=[*ALL_ASSETS, *build_source_assets(cfg)],
+        assets=[*build_assets(cfg), *build_source_assets(cfg, source_condition(cfg))],
         asset_checks=build_asset_checks(cfg.checks),
-        jobs=list(jobs.values()),
-        sensors=[build_hookpoint_sensor(cfg), build_model_update_sensor(cfg, pipeline, list(jobs.values()))],
-        schedules=build_refresh_schedules(cfg, pipeline, jobs),
+        jobs=jobs(),
+        sensors=[build_hookpoint_sensor(cfg), *automation_sensors()],
         resources=build_resources(cfg),
         executor=executor(),
     )

@@ -198,7 +198,7 @@ class LLMConfig(_Strict):
 
 
 class ChecksConfig(_Strict):
-    """Thresholds of the asset checks, and the refresh schedule that re-runs what is stale or missing."""
+    """Thresholds of the asset checks."""
 
     max_dead_fraction: float = Field(
         0.9, ge=0, le=1, description="latent_shards warns when more of a range's latents never fire."
@@ -210,8 +210,18 @@ class ChecksConfig(_Strict):
         0.5, ge=0, le=1,
         description="explanations/scores fail, and block what follows, above this share of failed latents or answers.",
     )
-    refresh_cron: str = Field("0 3 * * *", description="When the refresh schedules run (cron, UTC).")
-    refresh_max_runs: int = Field(16, gt=0, description="Most runs one refresh schedule requests per tick.")
+
+
+class AutomationConfig(_Strict):
+    """Declarative automation (autointerp_assets/automation.py): what runs by itself."""
+
+    observe_cron: str = Field(
+        "*/15 * * * *", description="When the model and coder sources are observed for new revisions (cron, UTC)."
+    )
+    explain_new_ranges: bool = Field(
+        False, description="Also explain latent ranges nobody explained before (LLM cost for every configured "
+        "latent). Off: automation keeps fresh only the ranges an operator explained once.",
+    )
 
     @field_validator("refresh_cron")
     @classmethod
@@ -236,6 +246,7 @@ class ProjectConfig(_Strict):
     storage_root: str = Field("data", description="Local path (relative to the config's cwd) or s3://bucket/prefix.")
     activation_chunk_tokens: int = Field(16_384, gt=0, description="Tokens per activations chunk file.")
     checks: ChecksConfig = ChecksConfig()
+    automation: AutomationConfig = AutomationConfig()
 
     @field_validator("hookpoints")
     @classmethod

@@ -4,17 +4,21 @@ Both are dynamic, so nothing here depends on the config at import and a key neve
 - `layer`: hookpoint names such as `layers.6` or `layers.6.mlp`;
 - `range`: latent ranges `00000-04095`, each bound zero-padded to at least 5 digits.
 Dagster orders a key's dimensions by name, so a key reads `layers.6|00000-04095`. The ranges of
-every configured coder are registered (`register_partitions`); a range beyond a layer's coder
-is refused by `latent_shards` with the valid ranges named.
+every configured coder are registered (`register_partitions`). A multi-partition is a cross
+product, so a narrow layer's grid also shows the ranges of wider coders: automation never
+requests those (`sensors/coder_ranges.py`), backfills from the CLI leave them out
+(`coder_partition_keys`), and `latent_shards` refuses one with the valid ranges named.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import dagster as dg
 
 from .config import ProjectConfig
+from .errors import PartitionKeyError
 
 LAYER_DIM = "layer"
 RANGE_DIM = "range"
@@ -31,9 +35,19 @@ def latent_range_keys(n_latents: int, width: int) -> list[str]:
     return [f"{lo:05d}-{min(lo + width, n_latents) - 1:05d}" for lo in range(0, n_latents, width)]
 
 
+_RANGE = re.compile(r"^(\d{5,})-(\d{5,})$")
+
+
 def parse_latent_range(key: str) -> range:
-    lo, hi = key.split("-")
-    return range(int(lo), int(hi) + 1)
+    match = _RANGE.match(key)
+    if not match or int(match[1]) > int(match[2]):
+        raise PartitionKeyError(f"'{key}' is not a latent range; ranges read LOW-HIGH, zero-padded, e.g. 00000-00031")
+    return range(int(match[1]), int(match[2]) + 1)
+
+
+def in_coder(cfg: ProjectConfig, layer: str, latent_range: str) -> bool:
+    """Whether the range is one the layer's coder has (Dagster's cross product also holds others)."""
+    return layer in cfg.hookpoints and latent_range in set(layer_ranges(cfg, layer))
 
 
 def layer_ranges(cfg: ProjectConfig, layer: str) -> list[str]:
@@ -57,3 +71,8 @@ def register_partitions(instance: dg.DagsterInstance, cfg: ProjectConfig, layers
             instance.add_dynamic_partitions(definition.name, new)
             added += new
     return added
+
+
+def coder_partition_keys(cfg: ProjectConfig, layers: Iterable[str]) -> list[str]:
+    """Every `layer|range` key the layers' coders have, in order: what a backfill should cover."""
+    return [str(partition_key(layer, r)) for layer in layers for r in layer_ranges(cfg, layer)]

@@ -10,8 +10,9 @@ from .llm import LLMResource
 from .project import Project
 from .storage import Storage
 from .subject_model import SubjectModel
+from .tokenizer import Tokenizer
 
-__all__ = ["LLMResource", "Project", "Storage", "SubjectModel", "build_resources"]
+__all__ = ["LLMResource", "Project", "Storage", "SubjectModel", "Tokenizer", "build_resources"]
 
 
 def build_resources(cfg: ProjectConfig) -> dict[str, dg.ConfigurableResource]:
@@ -23,6 +24,7 @@ def build_resources(cfg: ProjectConfig) -> dict[str, dg.ConfigurableResource]:
             model_id=cfg.subject_model.id, revision=cfg.subject_model.revision, dtype=cfg.subject_model.dtype,
             device=cfg.subject_model.device, batch_size=cfg.subject_model.batch_size,
         ),
+        "tokenizer": Tokenizer(model_id=cfg.subject_model.id, revision=cfg.subject_model.revision),
         "storage": Storage(root=cfg.storage_root),
         "llm": LLMResource(
             backend=llm.backend, base_url=llm.base_url, model=llm.model,

@@ -18,19 +18,19 @@ from autointerp_assets.store.store import ArtifactStore
 from resources import build_resources
 
 REPO = Path(__file__).parents[1]
-LOCAL, K8S = REPO / "dagster.yaml", REPO / "deploy" / "dagster-k8s.yaml"
+LOCAL, K8S, POSTGRES = REPO / "dagster.yaml", REPO / "deploy" / "dagster-k8s.yaml", REPO / "deploy" / "dagster-postgres.yaml"
 S3_EXAMPLE, VLLM_EXAMPLE = REPO / "deploy" / "autointerp.s3.yaml", REPO / "deploy" / "autointerp.vllm.yaml"
 
 
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
-    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB"):
+    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB", "DAGSTER_PG_URL"):
         monkeypatch.setenv(var, "unused")
     return tmp_path
 
 
-@pytest.mark.parametrize("path", [LOCAL, K8S], ids=["local", "k8s"])
+@pytest.mark.parametrize("path", [LOCAL, K8S, POSTGRES], ids=["local", "k8s", "postgres"])
 def test_instance_config_matches_dagster_schema(home, path):
     shutil.copy(path, home / "dagster.yaml")
     config, _ = dagster_instance_config(str(home))  # raises DagsterInvalidConfigError on any schema error

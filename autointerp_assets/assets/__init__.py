@@ -1,8 +1,11 @@
 """The asset graph: Dagster wrappers only, one module per group. The logic of each stage
-lives in a pure module (`data/`, `coders/`, `explain/`, `scoring/`, `report/`)."""
+lives in a pure module (`data/`, `coders/`, `explain/`, `scoring/`, `report/`).
+
+These are the bare definitions; `code_location.build_definitions(cfg)` gives each its code
+version and automation condition (`automation.py`)."""
 
 import dagster as dg
 
-from . import data, llm, report
+from . import data, llm, report, review
 
-ALL_ASSETS: list[dg.AssetsDefinition] = dg.load_assets_from_modules([data, llm, report])  # type: ignore[assignment]
+ALL_ASSETS: list[dg.AssetsDefinition] = dg.load_assets_from_modules([data, llm, report, review])  # type: ignore[assignment]

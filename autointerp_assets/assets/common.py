@@ -49,6 +49,10 @@ def fails_clearly(asset_fn: Callable[..., Any]) -> Callable[..., Any]:
 
     return run
 
+# Observable sources (sensors/observe.py): the model's and each layer's coder's revision.
+SUBJECT_SOURCE = dg.AssetKey("subject_model_source")
+CODER_SOURCE = dg.AssetKey("sparse_coder_source")
+
 # On k8s (deploy/), only the GPU steps ask for a GPU.
 GPU_OP_TAGS = {"dagster-k8s/config": {
     "container_config": {"resources": {"requests": {"cpu": "4", "memory": "24Gi", "nvidia.com/gpu": "1"},

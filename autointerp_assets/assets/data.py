@@ -11,6 +11,7 @@ import dagster as dg
 from resources.project import Project
 from resources.storage import Storage
 from resources.subject_model import SubjectModel
+from resources.tokenizer import Tokenizer
 
 from .. import lineage
 from ..coders import save_topk_sae
@@ -24,19 +25,27 @@ from ..partitions import from_layer, layer_partitions, layer_range_partitions, p
 from ..report.cost import estimate_cost
 from ..store import layout
 from ..store.activations import ActivationRunWriter, range_files, read_latent_range
-from .common import GPU_OP_TAGS, capture_kind, coder_config, fails_clearly, layer_range, load_coder
+from .common import (
+    CODER_SOURCE,
+    GPU_OP_TAGS,
+    SUBJECT_SOURCE,
+    capture_kind,
+    coder_config,
+    fails_clearly,
+    layer_range,
+    load_coder,
+)
 
 
-@dg.asset(code_version="1", group_name="data", kinds={"polars", "parquet"})
+@dg.asset(group_name="data", kinds={"polars", "parquet"})
 @fails_clearly
-def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+def corpus(context: dg.AssetExecutionContext, project: Project, tokenizer: Tokenizer,
            storage: Storage) -> dg.MaterializeResult:
     """Tokenised context windows [n_seq, ctx_len] with their source documents."""
     cfg, store = project.config, storage.store()
-    subject = subject_model.load()
     skipped = corpus_stage.SkippedDocuments()  # binary or undecodable: left out, counted, reported
     docs = corpus_stage.documents(cfg.corpus, storage.storage_options(), skipped)
-    built = corpus_stage.build_corpus(docs, subject.tokenizer, cfg.corpus)
+    built = corpus_stage.build_corpus(docs, tokenizer.load(), cfg.corpus)
     if skipped.items:
         context.log.warning(f"skipped {len(skipped.items)} corpus documents that are not text, e.g. "
                             f"{skipped.items[0][0]}: {skipped.items[0][1]}")
@@ -51,7 +60,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
             "n_documents": built.windows["doc_id"].n_unique(),
             **skipped.as_metadata(),
             "windows_by_split": dg.MetadataValue.json(dict(zip(*splits.to_dict(as_series=False).values()))),
-            **lineage.subject_lineage(subject),
+            **tokenizer.lineage(),
             "path": dg.MetadataValue.path(store.uri(f"corpus/{manifest['files']['tokens']}")),
         },
         data_version=dg.DataVersion(built.content_hash),
@@ -59,11 +68,9 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
 
 
 @dg.asset(
-    partitions_def=layer_partitions, deps=[corpus], code_version="1", group_name="data", pool="gpu",
+    partitions_def=layer_partitions, deps=[corpus, CODER_SOURCE, SUBJECT_SOURCE], group_name="data", pool="gpu",
     op_tags=GPU_OP_TAGS, kinds={"pytorch", "safetensors"},
 )
-
-
 @fails_clearly
 def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                  storage: Storage) -> dg.MaterializeResult:
@@ -97,11 +104,9 @@ def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_mo
 
 
 @dg.asset(
-    partitions_def=layer_partitions, deps=[corpus, sparse_coder], code_version="1", group_name="data", pool="gpu",
+    partitions_def=layer_partitions, deps=[corpus, sparse_coder, SUBJECT_SOURCE], group_name="data", pool="gpu",
     op_tags=GPU_OP_TAGS, backfill_policy=dg.BackfillPolicy.single_run(), kinds={"pytorch", "parquet"},
 )
-
-
 @fails_clearly
 def activations(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                 storage: Storage) -> dg.MaterializeResult:
@@ -150,10 +155,8 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
 
 @dg.asset(
     partitions_def=layer_range_partitions, deps=[dg.AssetDep(activations, partition_mapping=from_layer)],
-    code_version="1", group_name="data", kinds={"polars", "parquet"},
+    group_name="data", kinds={"polars", "parquet"},
 )
-
-
 @fails_clearly
 def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
     """Latent-major non-zeros of one latent range, plus per-latent stats."""
@@ -187,13 +190,11 @@ def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.Mat
 
 
 @dg.asset(
-    partitions_def=layer_range_partitions, deps=[latent_shards, corpus], code_version="1", group_name="data",
+    partitions_def=layer_range_partitions, deps=[latent_shards, corpus], group_name="data",
     kinds={"polars", "parquet"},
 )
-
-
 @fails_clearly
-def contexts(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
+def contexts(context: dg.AssetExecutionContext, project: Project, tokenizer: Tokenizer,
              storage: Storage) -> dg.MaterializeResult:
     """Per latent: explanation examples and disjoint held-out test examples; skipped latents with reasons."""
     layer, key = layer_range(context)
@@ -202,9 +203,9 @@ def contexts(context: dg.AssetExecutionContext, project: Project, subject_model:
     rows = layout.read_partition(store, "latent_shards", layer, key)
     # Memory-mapped tokens and token index: only the windows this range's latents need are read.
     tokens, seq_ids = layout.analysis_tokens(layout.read_corpus(store))
-    tokenizer = subject_model.load().tokenizer
+    decoder = tokenizer.load()
     built = build_contexts(rows, parse_latent_range(key), tokens, seq_ids,
-                           lambda t: tokenizer.decode([t]), cfg.sampling, layout.read_token_index(store))
+                           lambda t: decoder.decode([t]), cfg.sampling, layout.read_token_index(store))
     written = layout.write_partition(store, "contexts", layer, key,
                                      {"examples": built.examples, "skipped": built.skipped})
     per_split = built.examples.group_by("split", "kind").len().sort("split", "kind")

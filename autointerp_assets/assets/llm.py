@@ -10,10 +10,12 @@ from resources.storage import Storage
 
 from .. import lineage
 from ..config import ProjectConfig
-from ..explain.explainer import explain_latents, select_latents
+from ..explain import selection
+from ..explain.explainer import explain_latents
 from ..explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPT_VERSIONS
 from ..explain.prompts import explainer_prompt_key
 from ..partitions import layer_range_partitions
+from ..report import review
 from ..scoring.classify import score_latents
 from ..scoring.embedding import SentenceEncoder, score_embedding
 from ..scoring.prompts import PROMPT_VERSIONS as SCORER_PROMPT_VERSIONS
@@ -34,18 +36,19 @@ def _llm_lineage(llm, prompt_keys: list[str]) -> dict:
 
 
 class LatentSelection(dg.Config):
-    """Which latents of the range to spend LLM calls on; the rest are recorded as skipped."""
+    """Which latents of the range to spend LLM calls on; the rest are recorded as skipped. A
+    selection given here is stored for the partition and later runs without one (automation)
+    keep to it (explain/selection.py)."""
 
-    latents: list[int] = []  # only these (empty: all)
+    latents: list[int] = []  # only these (empty: the stored selection, or all)
     max_latents: int | None = None  # at most this many, most frequently firing first
+    all_latents: bool = False  # every latent, and store that
 
 
 @dg.asset(
-    partitions_def=layer_range_partitions, deps=["contexts"], code_version="1", group_name="llm", pool="llm",
+    partitions_def=layer_range_partitions, deps=["contexts"], group_name="llm", pool="llm",
     kinds={"openai", "parquet"},
 )
-
-
 @fails_clearly
 def explanations(context: dg.AssetExecutionContext, config: LatentSelection, project: Project, storage: Storage,
                  llm: LLMResource) -> dg.MaterializeResult:
@@ -55,11 +58,14 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     manifest = layout.read_manifest(store, layer)
     examples, skipped = layout.read_partition_tables(store, "contexts", layer, key).values()  # one commit
     stats = layout.read_partition(store, "latent_shards", layer, key, ".stats")
-    examples, skipped = select_latents(examples, skipped, stats, config.latents, config.max_latents)
+    chosen = selection.resolve(store, layer, key, examples, stats, config.latents, config.max_latents,
+                               config.all_latents)
     client = llm.build(store, scope=f"explanations/{layer}/{key}")
-    table = explain_latents(examples, skipped, client, cfg.explainer, cfg.sampling)
+    table = explain_latents(*selection.split(examples, skipped, chosen), client, cfg.explainer, cfg.sampling)
+    table, n_kept = selection.keep_paid_for(table, examples, client, cfg.explainer, cfg.sampling)
     path = partition_path("explanations", layer, key)
     store.write_parquet(path, table)
+    selection.remember(store, layer, key, chosen, context.run.run_id)
     store.write_json(partition_path("explanations", layer, key, "usage.json"), client.usage.as_metadata())
     counts = dict(table.group_by("status").len().iter_rows())
     return dg.MaterializeResult(
@@ -69,7 +75,8 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
             "explainer": cfg.explainer.kind,
             "explainer_config": dg.MetadataValue.json(cfg.explainer.model_dump()),
             "sampling_config": dg.MetadataValue.json(cfg.sampling.model_dump()),
-            "latent_selection": dg.MetadataValue.json(config.model_dump()),
+            "latent_selection": dg.MetadataValue.json(chosen.as_metadata()),
+            "n_kept_from_cache": n_kept,
             "n_explained": counts.get("ok", 0), "n_failed": counts.get("failed", 0),
             "n_skipped": counts.get("skipped", 0),
             "preview": dg.MetadataValue.md(lineage.markdown_table(
@@ -86,11 +93,9 @@ def _sentence_encoder() -> SentenceEncoder:
 
 
 @dg.asset(
-    partitions_def=layer_range_partitions, deps=[explanations, "contexts"], code_version="1", group_name="llm",
+    partitions_def=layer_range_partitions, deps=[explanations, "contexts", "reviews"], group_name="llm",
     pool="llm", kinds={"openai", "parquet"},
 )
-
-
 @fails_clearly
 def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage,
            llm: LLMResource) -> dg.MaterializeResult:
@@ -100,6 +105,7 @@ def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage
     manifest = layout.read_manifest(store, layer)
     examples = layout.read_partition(store, "contexts", layer, key)
     explained = layout.read_partition(store, "explanations", layer, key)
+    explained = review.apply_edits(explained, review.standing(explained, review.read_log(store, layer, key)))
     client = llm.build(store, scope=f"scores/{layer}/{key}")
     table = score_latents(examples, explained, client, cfg.scorer, cfg.sampling.seed)
     if "embedding" in cfg.scorer.kinds:

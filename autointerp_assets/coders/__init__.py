@@ -21,6 +21,7 @@ from .topk import TopKSAE, save_topk_sae
 __all__ = ["DEFAULT_MAX_ACTIVE", "JumpReLUSAE", "Neurons", "ReLUSAE", "SparseCoder", "SparseCoderError",
            "SparseLatents", "TopKSAE", "check_coder_files", "fvu", "load_sparse_coder", "save_topk_sae"]
 
+CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
 # config kind -> loader of the files at a location
 LOADERS: dict[str, Callable[[Location, int], SparseCoder]] = {
     "topk": lambda loc, max_active: topk.load(loc),

@@ -29,6 +29,7 @@ import torch
 from ..coders import SparseCoder
 from .subject import Capture, Subject, forward_captures
 
+CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
 ChunkSink = Callable[[str, int, pl.DataFrame], None]  # (hookpoint, chunk index, rows)
 FIRST_POS = 1
 ACTIVATION_SCHEMA = {"seq": pl.Int64, "pos": pl.Int32, "latent": pl.Int32, "value": pl.Float32}

@@ -28,6 +28,7 @@ import polars as pl
 from ..config import CorpusConfig
 from ..errors import UserError
 
+CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
 SAE_TRAIN = "sae_train"
 ANALYSIS = "analysis"
 

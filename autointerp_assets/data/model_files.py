@@ -91,14 +91,26 @@ def resolve_model_source(model_id: str) -> tuple[str, str | None]:
     return model_id, None
 
 
+def _conversion_target(gguf_path: Path) -> Path:
+    stat = gguf_path.stat()
+    return cache_dir() / "models" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def tokenizer_source(model_id: str) -> tuple[str, str | None]:
+    """(directory or hub id, gguf file name or None) to load only the tokenizer from: the
+    converted copy when it exists, else the GGUF itself (its tokenizer, never its weights)."""
+    source, gguf_file = resolve_model_source(model_id)
+    if gguf_file is not None and (_conversion_target(Path(source) / gguf_file) / "tokenizer_config.json").exists():
+        return str(_conversion_target(Path(source) / gguf_file)), None
+    return source, gguf_file
+
+
 def converted_dir(model_id: str) -> Path | None:
     """For GGUF sources: a cached safetensors copy, converted on first use. None otherwise."""
     source, gguf_file = resolve_model_source(model_id)
     if gguf_file is None:
         return None
-    gguf_path = Path(source) / gguf_file
-    stat = gguf_path.stat()
-    target = cache_dir() / "models" / f"{gguf_path.stem}-{stat.st_size}-{int(stat.st_mtime)}"
+    target = _conversion_target(Path(source) / gguf_file)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ import polars as pl
 from ..config import SamplingConfig
 from .corpus import TokenIndex
 
+CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
 PEAK_FRACTION = 4
 EXPLAIN, TEST = "explain", "test"
 

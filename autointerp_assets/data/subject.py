@@ -129,6 +129,19 @@ def check_device(device: str) -> None:
                              "device(s) exist; pick one of them")
     if device == "mps" and not torch.backends.mps.is_available():
         raise ModelLoadError("subject_model.device is 'mps' but MPS is not available here; set subject_model.device: cpu")
+def load_tokenizer(model_id: str, revision: str | None = None):
+    """The subject model's tokenizer alone: no weights are read and no device is touched."""
+    from transformers import AutoTokenizer
+
+    model_files.check_model_source(model_id)  # before transformers guesses (e.g. "install sentencepiece")
+    source, gguf_file = model_files.tokenizer_source(model_id)
+    try:
+        return AutoTokenizer.from_pretrained(source, revision=revision, gguf_file=gguf_file)
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(
+            f"cannot load the tokenizer of subject model '{model_id}': {' '.join(str(e).split())[:400]}. Fix "
+            "subject_model.id: a model directory, a .gguf path, a hub id (online), or the offline default "
+            "'smollm2-135m-instruct'") from None
 
 
 def load_subject(model_id: str, revision: str | None, dtype: str, device: str) -> Subject:

@@ -20,6 +20,7 @@ from .prompts import (
     top_tokens_explanation,
 )
 
+CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
 EXPLANATION_SCHEMA: dict[str, pl.DataType] = {
     "latent": pl.Int64(),
     "status": pl.Utf8(),  # "ok" | "failed" | "skipped"
@@ -128,21 +129,3 @@ def explain_latents(
         for latent in latents
     ]
     return pl.DataFrame(records, schema=EXPLANATION_SCHEMA).select(list(EXPLANATION_SCHEMA))
-
-
-def select_latents(
-    contexts: pl.DataFrame, skipped: pl.DataFrame, stats: pl.DataFrame, only: list[int], max_latents: int | None
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """An operator's choice of latents to pay for: `only` these, and at most `max_latents`, most
-    frequently firing first. The others move to `skipped` with the reason, so nothing vanishes."""
-    candidates = set(contexts["latent"].unique().to_list())
-    chosen = candidates & set(only) if only else candidates
-    if max_latents is not None:
-        by_freq = stats.filter(pl.col("latent").is_in(list(chosen))).sort(["n_firing", "latent"], descending=[True, False])
-        chosen = set(by_freq["latent"].head(max_latents).to_list())
-    left_out = sorted(candidates - chosen)
-    if not left_out:
-        return contexts, skipped
-    reason = pl.DataFrame({"latent": left_out, "reason": ["not selected for this run (latent selection)"] * len(left_out)},
-                          schema=skipped.schema)
-    return contexts.filter(pl.col("latent").is_in(list(chosen))), pl.concat([skipped, reason])

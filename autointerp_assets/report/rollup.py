@@ -14,9 +14,10 @@ import polars as pl
 
 from ..lineage import markdown_table
 from ..store import layout
-from ..store.store import ArtifactStore
-from .review import latest_reviews
+from ..store.store import ArtifactStore, partition_path
+from . import review
 
+CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
 SCORE_COLUMNS = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "detection_auroc", "fuzzing_auroc",
                  "embedding_auroc")
 _BAR = "█"
@@ -57,6 +58,15 @@ def by_frequency(table: pl.DataFrame, score: str) -> pl.DataFrame:
     )
 
 
+def _current_explanations(store: ArtifactStore, layer: str, ranges: list[str]) -> pl.DataFrame:
+    """Per latent: the explanation scores read (edits applied) and the human verdict standing on
+    that very version (review.py), so no verdict is shown beside an explanation it did not judge."""
+    parts = [review.standing(store.read_parquet(partition_path("explanations", layer, r)), review.read_log(store, layer, r))
+             for r in ranges if store.exists(partition_path("explanations", layer, r))]
+    current = pl.concat(parts) if parts else pl.DataFrame(schema=review.STANDING_SCHEMA)
+    return current.select("latent", "explanation", "explanation_version", pl.col("verdict").alias("review"))
+
+
 def build_report(store: ArtifactStore, layer: str) -> Report:
     ranges = scored_ranges(store, layer)
     if not ranges:
@@ -72,13 +82,9 @@ def build_report(store: ArtifactStore, layer: str) -> Report:
         pl.concat(frames("scores"), how="diagonal_relaxed")
         .join(pl.concat(frames("latent_shards", ".stats")).select("latent", "n_firing", "density", "max_act"),
               on="latent", how="left")
-        .join(pl.concat(frames("explanations")).select("latent", "explanation"), on="latent", how="left")
+        .join(_current_explanations(store, layer, ranges), on="latent", how="left")
         .sort("latent")
     )
-    if reviews := frames("reviews"):  # a human's verdict stands beside the machine's scores
-        standing = latest_reviews(pl.concat(reviews)).select(
-            "latent", pl.col("verdict").alias("review"), pl.col("explanation").alias("reviewed_explanation"))
-        table = table.join(standing, on="latent", how="left")
     usage = [store.read_json(p) for asset in ("explanations", "scores")
              for p in store.list(f"{asset}/{layer}") if p.endswith(".usage.json")]
     cost = sum(u.get("llm_cost_usd", 0.0) for u in usage)

@@ -42,7 +42,7 @@ def test_a_range_the_coder_lacks_is_refused_with_the_valid_ones(data_root, insta
     description, _ = failure(result)
     assert "latent range '00256-00271' is not a range of layers.3's coder (256 latents)" in description
     assert "00240-00255" in description
-    assert not (data_root / "contexts" / LAYER / "00256-00271.parquet").exists()
+    assert not layout.partition_exists(ArtifactStore(str(data_root)), "contexts", LAYER, "00256-00271")
 
 
 def test_an_unreachable_endpoint_fails_the_step_naming_the_url_and_writes_nothing(data_root, instance, tmp_path):

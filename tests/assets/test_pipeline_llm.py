@@ -13,9 +13,9 @@ import pytest
 from support.fake_openai_server import FaultServer
 from support.project import LAYER, RANGE, key, run
 
-from autointerp_assets.report.review import add_review
+from autointerp_assets.report import review
 from autointerp_assets.report.rollup import build_report
-from autointerp_assets.store.store import ArtifactStore, partition_path
+from autointerp_assets.store.store import ArtifactStore
 from resources.llm import LLMResource
 
 pytestmark = pytest.mark.slow
@@ -67,7 +67,7 @@ def test_local_default_through_scores_and_report(data_root, instance):
     explained = pl.read_parquet(data_root / "explanations" / LAYER / f"{RANGE}.parquet")
     latent = explained.filter(pl.col("status") == "ok")["latent"][0]
     store = ArtifactStore(str(data_root))
-    store.write_parquet(partition_path("reviews", LAYER, RANGE), add_review(None, explained, latent, "reject", "ana"))
+    review.append(store, LAYER, RANGE, review.new_review(review.standing(explained, []), latent, "reject", "ana"))
     table = build_report(store, LAYER).table
     assert table.filter(pl.col("latent") == latent)["review"].item() == "reject"
     assert table["review"].null_count() == 15

@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from autointerp_assets.assets import ALL_ASSETS
+from autointerp_assets.code_location import build_assets
 from autointerp_assets.config import ProjectConfig, load_config
 from autointerp_assets.partitions import partition_key, register_partitions
 from resources import Project, Storage, build_resources
@@ -33,20 +33,21 @@ def run(selection, partition_key, root, instance, raise_on_error=True, tags=None
     project) unless overridden."""
     cfg = cfg or small_config()
     resources = build_resources(cfg) | {"storage": Storage(root=str(root))} | resources
-    return dg.materialize(ALL_ASSETS, selection=selection, partition_key=partition_key, resources=resources,
+    return dg.materialize(build_assets(cfg), selection=selection, partition_key=partition_key, resources=resources,
                           instance=instance, raise_on_error=raise_on_error, tags=tags)
 
 
-def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]]) -> tuple[dg.DagsterInstance, pytest.MonkeyPatch]:
+def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]],
+                    overrides: dict | None = None) -> tuple[dg.DagsterInstance, pytest.MonkeyPatch]:
     """A $DAGSTER_HOME under `root` with the repo's dagster.yaml, a copy of the test config whose
     storage root is under `root` (set as $AUTOINTERP_CONFIG, for processes that load the code
     location), the layer registered, and `upstream` (asset, partition key) materialised in-process.
-    The caller undoes the returned MonkeyPatch when done."""
+    `overrides`: top-level config sections replaced. The caller undoes the returned MonkeyPatch."""
     home = root / "dagster_home"
     home.mkdir()
     shutil.copy(SUPPORT.parents[1] / "dagster.yaml", home)
     raw = yaml.safe_load(SMALL_CONFIG.read_text())
-    raw["storage_root"] = str(root / "data")
+    raw |= {"storage_root": str(root / "data"), **(overrides or {})}
     (root / "autointerp.yaml").write_text(yaml.safe_dump(raw))
     env = pytest.MonkeyPatch()
     env.setenv("DAGSTER_HOME", str(home))
@@ -56,7 +57,8 @@ def on_disk_project(root: Path, layer: str, upstream: list[tuple[str, object]]) 
     register_partitions(instance, cfg, [layer])
     resources = {**build_resources(cfg), "storage": Storage(root=str(root / "data"))}
     for asset, partition in upstream:
-        dg.materialize(ALL_ASSETS, selection=[asset], partition_key=partition, resources=resources, instance=instance)
+        dg.materialize(build_assets(cfg), selection=[asset], partition_key=partition, resources=resources,
+                       instance=instance)
     return instance, env
 
 
