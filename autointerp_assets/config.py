@@ -223,7 +223,7 @@ class AutomationConfig(_Strict):
         "latent). Off: automation keeps fresh only the ranges an operator explained once.",
     )
 
-    @field_validator("refresh_cron")
+    @field_validator("observe_cron")
     @classmethod
     def _cron(cls, cron: str) -> str:
         if len(cron.split()) != 5:
@@ -237,7 +237,7 @@ class ProjectConfig(_Strict):
         default_factory=lambda: {"layers.6": TrainTopKCoderConfig()},
         description="Module name (relative to the decoder, e.g. 'layers.6' or 'layers.6.mlp') -> sparse coder.",
     )
-    latent_range_width: int = Field(64, gt=0, description="Latents per `latents` partition.")
+    latent_range_width: int = Field(64, gt=0, description="Latents per latent range partition.")
     corpus: CorpusConfig = CorpusConfig()
     sampling: SamplingConfig = SamplingConfig()
     explainer: ExplainerConfig = ExplainerConfig()

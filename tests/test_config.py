@@ -59,7 +59,7 @@ def test_latent_ranges_are_padded_inclusive_and_cover_every_latent():
     ({"llm": {"backend": "openai"}}, "needs llm.base_url"),
     ({"llm": {"backend": "openai", "base_url": "ftp://x/v1"}}, "is not an http(s) URL"),
     ({"llm": {"backend": "openai", "base_url": "https://api.example.com/v1"}}, "is remote but llm.api_key_env"),
-    ({"checks": {"refresh_cron": "daily"}}, "not a 5-field cron string"),
+    ({"automation": {"observe_cron": "daily"}}, "not a 5-field cron string"),
     ({"storage_root": "s3://"}, "names no bucket"),
     ({"subject_model": {"batch_size": "sixteen"}}, "subject_model.batch_size: Input should be a valid integer"),
 ])

@@ -108,7 +108,7 @@ def test_an_edit_is_what_scores_read_and_the_report_shows_the_verdict_on_it(proj
 
 def test_the_cli_refuses_keys_in_the_wrong_form_and_names_the_right_one(project, capsys):
     assert main(["review", f"{RANGE}|{LAYER}", "1", "accept"]) == 2
-    assert f"keys read LAYER|RANGE: {KEY}" in capsys.readouterr().err
+    assert f"the layer comes first: '{KEY}'" in capsys.readouterr().err
     assert main(["explain", f"{LAYER}|00256-00271"]) == 2  # beyond the coder's 256 latents
-    assert "is not one of layers.3's coder" in capsys.readouterr().err
+    assert "is not a range of layers.3's coder" in capsys.readouterr().err
     assert main(["explain", "layers.3%7C00000-00015", "--latents", "0"]) == 0  # as copied from a UI URL

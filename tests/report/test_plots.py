@@ -14,6 +14,8 @@ from autointerp_assets.assets.report import report
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
 from autointerp_assets.partitions import layer_partitions
 from autointerp_assets.report import plots
+from autointerp_assets.store import layout
+from autointerp_assets.store.activations import activations_dataset
 from autointerp_assets.store.store import ArtifactStore, partition_path
 from resources.storage import Storage
 
@@ -26,7 +28,7 @@ def store(tmp_path):
     """Two scored ranges of 16 latents: detection 0.6-0.95 rising with density, chance around 0.5."""
     store = ArtifactStore(str(tmp_path))
     rng = np.random.default_rng(0)
-    store.write_json(f"activations/{LAYER}/manifest.json", {"model_id": "m", "coder_hash": "c", "n_latents": 32})
+    activations_dataset(store, LAYER).commit("v1", {}, {"model_id": "m", "coder_hash": "c", "n_latents": 32})
     for lo in (0, 16):
         key = f"{lo:05d}-{lo + 15:05d}"
         latents = list(range(lo, lo + 16))
@@ -36,8 +38,9 @@ def store(tmp_path):
             "latent": latents, "status": ["ok"] * 16, "n_failed": [0] * 16,
             "detection_balanced_accuracy": detection, "detection_balanced_accuracy_chance": rng.normal(0.5, 0.03, 16),
             "embedding_auroc": detection - 0.05}))
-        store.write_parquet(partition_path("latent_shards", LAYER, f"{key}.stats"), pl.DataFrame({
-            "latent": latents, "n_firing": (density * 1e5).astype(int), "density": density, "max_act": [1.0] * 16}))
+        stats = pl.DataFrame({"latent": latents, "n_firing": (density * 1e5).astype(int), "density": density,
+                              "max_act": [1.0] * 16})
+        layout.write_partition(store, "latent_shards", LAYER, key, {"rows": pl.DataFrame(), "stats": stats})
         store.write_parquet(partition_path("explanations", LAYER, key), pl.DataFrame([
             {"latent": i, "status": "ok", "explanation": f"token {i}", "reason": None, "explainer": "default",
              "explainer_model": "m", "prompt_version": "p", "n_examples": 10} for i in latents],
