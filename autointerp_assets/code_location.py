@@ -18,6 +18,7 @@ from sensors import (
 from sensors.state import graph_of, stage_jobs
 
 from .assets import ALL_ASSETS
+from .assets.llm import import_explanations_job
 from .checks import build_asset_checks
 from .config import ProjectConfig
 
@@ -42,7 +43,7 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=[*ALL_ASSETS, *build_source_assets(cfg)],
         asset_checks=build_asset_checks(cfg.checks),
-        jobs=list(jobs.values()),
+        jobs=[*jobs.values(), import_explanations_job],
         sensors=[build_hookpoint_sensor(cfg), build_model_update_sensor(cfg, pipeline, list(jobs.values()))],
         schedules=build_refresh_schedules(cfg, pipeline, jobs),
         resources=build_resources(cfg),

@@ -173,21 +173,20 @@ class ScorerConfig(_Strict):
     examples_per_prompt: int = Field(5, ge=1, description="Windows per request in list mode.")
     chance_baseline: bool = Field(
         True, description="Also score each latent with a shuffled explanation (another latent's of the same "
-        "partition, seeded) through the same scorer: the <metric>_chance and _lift columns. Doubles the "
-        "scoring cost (shown in the contexts cost estimate).",
+        "partition, seeded) through the same scorer: the <metric>_chance and <metric>_lift columns. Doubles "
+        "the scoring cost (shown in the contexts cost estimate); off: those columns stay null.",
     )
     min_auroc_n: int = Field(10, ge=2, description="An AUROC over fewer scored windows is null, with the reason.")
     embedding_span_tokens: int = Field(
         5, ge=0, description="Embedding scorer: a window's score is its best-matching span of this many tokens "
         "(0 = the whole window as one text).",
     )
-    review_min_lift: float = Field(
-        0.1, description="Escalation: a scored latent goes to review when a scorer's lift over chance (AUROC, "
-        "else balanced accuracy) is below this.",
-    )
-    review_max_disagreement: float = Field(
-        0.3, gt=0, description="Escalation: a latent goes to review when two scorers' lifts differ by more.",
-    )
+
+    def mode(self, backend: str) -> Literal["single", "list"]:
+        """The prompt mode that runs: `prompt_mode`, with 'auto' resolved for the LLM backend."""
+        if self.prompt_mode != "auto":
+            return self.prompt_mode
+        return "single" if backend == "local" else "list"
 
     @field_validator("kinds")
     @classmethod
@@ -227,6 +226,13 @@ class ChecksConfig(_Strict):
     max_failure_rate: float = Field(
         0.5, ge=0, le=1,
         description="explanations/scores fail, and block what follows, above this share of failed latents or answers.",
+    )
+    review_min_lift: float = Field(
+        0.1, description="scores flags a scored latent for human review when a scorer's lift over its chance "
+        "baseline (AUROC, else balanced accuracy) is below this.",
+    )
+    review_max_disagreement: float = Field(
+        0.3, gt=0, description="scores flags a latent for review when two scorers' lifts differ by more than this.",
     )
     refresh_cron: str = Field("0 3 * * *", description="When the refresh schedules run (cron, UTC).")
     refresh_max_runs: int = Field(16, gt=0, description="Most runs one refresh schedule requests per tick.")

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from resources.project import Project
 from resources.storage import Storage
 
 from .. import lineage
@@ -16,10 +17,11 @@ from ..store import layout
 )
 
 
-def report(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-    """Per-layer roll-up of every scored latent range: table, histograms, score vs frequency."""
+def report(context: dg.AssetExecutionContext, project: Project, storage: Storage) -> dg.MaterializeResult:
+    """Per-layer roll-up of every scored latent range: lift over chance per scorer, histograms, score vs
+    frequency, the latents flagged for review."""
     layer, store = context.partition_key, storage.store()
-    summary = build_report(store, layer)
+    summary = build_report(store, layer, project.config.checks)
     path = f"report/{layer}/summary.parquet"
     store.write_parquet(path, summary.table)
     return dg.MaterializeResult(

