@@ -112,7 +112,7 @@ def _import_explanations(config: LatentSelection, store, layer: str, key: str, m
 
 
 import_explanations_job = dg.define_asset_job(
-    "import_explanations_job", selection=["explanations"], partitions_def=layer_range_partitions,
+    "import_explanations_job", selection=["explanations"],
     description="Store a file of explanations (latent, explanation; .csv or .parquet) as one explanations "
     "partition. Run config: {ops: {explanations: {config: {import_from: PATH, imported_by: NAME}}}}.",
 )

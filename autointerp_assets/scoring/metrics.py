@@ -168,6 +168,8 @@ def _accuracy_of(scores: Sequence[WindowScore]) -> Metric:
 
 
 def _accuracy_by_quantile(scores: Sequence[WindowScore], s: Settings) -> Metric:
+    if not any(w.pred is not None for w in scores):
+        return Metric(None, [0] * s.n_bins, "no answers")
     bins = [_accuracy_of([w for w in scores if w.window.activating and w.window.quantile == q]) for q in range(s.n_bins)]
     return Metric([b.value for b in bins], [b.n for b in bins])  # type: ignore[misc]
 
