@@ -177,9 +177,10 @@ class ScorerConfig(_Strict):
         "the scoring cost (shown in the contexts cost estimate); off: those columns stay null.",
     )
     min_auroc_n: int = Field(10, ge=2, description="An AUROC over fewer scored windows is null, with the reason.")
-    embedding_span_tokens: int = Field(
-        5, ge=0, description="Embedding scorer: a window's score is its best-matching span of this many tokens "
-        "(0 = the whole window as one text).",
+    embedding_context_weight: float = Field(
+        0.25, ge=0, description="Embedding scorer: a window's score is its best token's similarity to the "
+        "explanation plus this weight times the whole window's (0: tokens only). Measured on known-answer "
+        "latents, see README.",
     )
 
     def mode(self, backend: str) -> Literal["single", "list"]:

