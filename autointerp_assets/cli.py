@@ -5,6 +5,8 @@
     add-layer NAME [NAME ...]                        register layer partitions (hookpoints)
     review LAYER RANGE LATENT accept|reject|edit [--text T] [--reviewer NAME]
                                                      record a human verdict on an explanation
+    import-explanations LAYER RANGE FILE [--by NAME] store a .csv/.parquet of (latent, explanation)
+                                                     as that explanations partition (then score it)
 
 Runs use the persistent Dagster instance in $DAGSTER_HOME (default ./dagster_home),
 so `dagster dev` shows them afterwards with their lineage.
@@ -96,6 +98,40 @@ def review(layer: str, latent_range: str, latent: int, verdict: str, text: str |
     return 0
 
 
+def import_explanations(layer: str, latent_range: str, path: str, by: str) -> int:
+    """Check the file whole, then materialise the explanations partition from it through Dagster
+    (the run records the source, its hash and who imported it)."""
+    import dagster as dg
+
+    from resources import build_resources
+
+    from .assets import ALL_ASSETS
+    from .config import load_config
+    from .explain import imported
+    from .partitions import parse_latent_range, partition_key, register_partitions
+
+    cfg = load_config()
+    storage = build_resources(cfg)["storage"]
+    uri = path if "://" in path else str(Path(path).resolve())
+    try:
+        imported.explanations_table(imported.read_file(uri, storage.store().storage_options),
+                                    parse_latent_range(latent_range))
+    except imported.ExplanationImportError as e:
+        print(f"nothing imported: {e}", file=sys.stderr)
+        return 2
+    inst = instance()
+    register_partitions(inst, cfg, [layer])
+    result = dg.materialize(
+        ALL_ASSETS, selection=["explanations"], partition_key=partition_key(layer, latent_range),
+        resources=build_resources(cfg), instance=inst, raise_on_error=False,
+        run_config={"ops": {"explanations": {"config": {"import_from": uri, "imported_by": by}}}})
+    if not result.success:
+        print("import failed; see the run log in the Dagster UI (dagster dev)", file=sys.stderr)
+        return 1
+    print(f"imported {uri} as explanations[{layer}|{latent_range}]; materialise scores for that partition next")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
@@ -121,10 +157,17 @@ def main(argv: list[str] | None = None) -> int:
     p_review.add_argument("verdict", choices=["accept", "reject", "edit"])
     p_review.add_argument("--text", help="the edited explanation (with 'edit')")
     p_review.add_argument("--reviewer", default=os.environ.get("USER", ""))
+    p_import = sub.add_parser("import-explanations", help="store a file of explanations as a partition")
+    p_import.add_argument("layer")
+    p_import.add_argument("latent_range")
+    p_import.add_argument("file", help=".csv or .parquet with columns latent, explanation (local or s3://)")
+    p_import.add_argument("--by", default=os.environ.get("USER", ""), help="who imports it (lineage)")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
         return demo(args.layer, args.latent_range, args.through)
+    if args.command == "import-explanations":
+        return import_explanations(args.layer, args.latent_range, args.file, args.by)
     if args.command == "review":
         return review(args.layer, args.latent_range, args.latent, args.verdict, args.text, args.reviewer)
     from .config import load_config

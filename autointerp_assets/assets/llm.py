@@ -56,9 +56,9 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     """One plain-English explanation per latent; failures and skips recorded with reasons."""
     layer, key = layer_range(context)
     cfg, store = project.config, storage.store()
-    manifest = layout.read_manifest(store, layer)
     if config.import_from:
-        return _import_explanations(config, store, layer, key, manifest)
+        return _import_explanations(config, store, layer, key)
+    manifest = layout.read_manifest(store, layer)
     examples = layout.read_partition(store, "contexts", layer, key)
     skipped = layout.read_partition(store, "contexts", layer, key, ".skipped")
     stats = layout.read_partition(store, "latent_shards", layer, key, ".stats")
@@ -87,8 +87,9 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     )
 
 
-def _import_explanations(config: LatentSelection, store, layer: str, key: str, manifest: dict) -> dg.MaterializeResult:
-    """The imported file as this partition, checked whole before anything is written."""
+def _import_explanations(config: LatentSelection, store, layer: str, key: str) -> dg.MaterializeResult:
+    """The imported file as this partition, checked whole before anything is written. Needs no
+    upstream: explanations can be imported before the data half has run (scores needs it)."""
     try:
         source = imported.read_file(config.import_from or "", store.storage_options)
         table = imported.explanations_table(source, parse_latent_range(key))
@@ -101,7 +102,9 @@ def _import_explanations(config: LatentSelection, store, layer: str, key: str, m
     counts = dict(table.group_by("status").len().iter_rows())
     return dg.MaterializeResult(
         metadata={
-            **lineage.from_manifest(manifest), **origin, "explainer": imported.EXPLAINER,
+            **(lineage.from_manifest(layout.read_manifest(store, layer))
+               if store.exists(layout.manifest_path(layer)) else {}),
+            **origin, "explainer": imported.EXPLAINER,
             "n_explained": counts.get("ok", 0), "n_failed": 0, "n_skipped": counts.get("skipped", 0),
             "preview": dg.MetadataValue.md(lineage.markdown_table(
                 table.select("latent", "status", "explanation", "reason"), max_rows=15)),
