@@ -6,7 +6,10 @@ threshold sits in the gap between the trigger tokens' pre-activations and every 
 vocabulary token's, so the latent fires exactly on its triggers (checked over the whole
 vocabulary when the coder is built). Its true explanation is therefore known.
 
-Used by the known-answer tests and by `bench/known_answer.py` (the README's figures).
+`Pipeline` runs the project's own path on it: the coder configured as a hookpoint, corpus ...
+contexts materialised, explanations imported from a file (the `import_from` run config of the
+`explanations` asset), `scores` materialised. Used by the known-answer tests and by
+`bench/known_answer.py` (the README's figures).
 """
 
 from __future__ import annotations
@@ -15,11 +18,18 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
+import numpy as np
 import polars as pl
 import safetensors.torch
 import torch
+import yaml
 
-from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
+from autointerp_assets.assets import ALL_ASSETS
+from autointerp_assets.config import ProjectConfig, load_config
+from autointerp_assets.partitions import partition_key, register_partitions
+from autointerp_assets.store.store import ArtifactStore, partition_path
+from resources import build_resources
 
 HOOKPOINT = "embed_tokens"
 
@@ -145,9 +155,65 @@ def project_raw(coder_dir: Path, storage_root: Path, n_latents: int = len(TRIGGE
     }
 
 
-def true_explanations(latents: range, triggers: tuple[Trigger, ...] = TRIGGERS) -> pl.DataFrame:
-    """The `explanations` table of the true explanations, as an import would write it."""
-    rows = [{"latent": latent, "status": "ok", "explanation": triggers[latent - latents.start].explanation,
-             "reason": None, "explainer": "known", "explainer_model": None, "prompt_version": "known",
-             "n_examples": 0} for latent in latents]
-    return pl.DataFrame(rows, schema=EXPLANATION_SCHEMA)
+def explanation_file(path: Path, texts: list[str], latents: range) -> Path:
+    """A CSV of (latent, explanation), as a person would bring it to `import-explanations`."""
+    pl.DataFrame({"latent": list(latents), "explanation": texts}).write_csv(path)
+    return path
+
+
+def shuffled(texts: list[str], seed: int = 0) -> list[str]:
+    """The same explanations, each moved to another latent (a seeded derangement)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(len(texts))
+        if (perm != np.arange(len(texts))).all():
+            return [texts[i] for i in perm]
+
+
+class Pipeline:
+    """One known-answer project under `root`: coder, config, an instance, and the assets run the
+    way an operator runs them (dg.materialize of the project's own assets and resources)."""
+
+    def __init__(self, root: Path, subject, triggers: tuple[Trigger, ...] = TRIGGERS,
+                 overrides: dict | None = None):
+        self.root, self.triggers = root, triggers
+        coder = write_coder(root / "coder", subject, triggers)
+        raw = project_raw(coder, root / "data", len(triggers))
+        for section, values in (overrides or {}).items():
+            raw[section] = {**raw.get(section, {}), **values}
+        self.raw = raw
+        self.latents = range(0, len(triggers))
+        self.range = f"00000-{len(triggers) - 1:05d}"
+        self.key = partition_key(HOOKPOINT, self.range)
+        self.instance = dg.DagsterInstance.ephemeral()
+        register_partitions(self.instance, self.config())
+
+    def config(self, scorer: dict | None = None) -> ProjectConfig:
+        raw = {**self.raw, "scorer": {**self.raw["scorer"], **(scorer or {})}}
+        path = self.root / "project.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        return load_config(path)
+
+    def materialise(self, asset: str, cfg: ProjectConfig | None = None, run_config: dict | None = None):
+        key = None if asset == "corpus" else HOOKPOINT if asset in ("sparse_coder", "activations") else self.key
+        return dg.materialize(ALL_ASSETS, selection=[asset], partition_key=key, run_config=run_config,
+                              resources=build_resources(cfg or self.config()), instance=self.instance)
+
+    def prepare(self) -> None:
+        """corpus ... contexts."""
+        for asset in ("corpus", "sparse_coder", "activations", "latent_shards", "contexts"):
+            self.materialise(asset)
+
+    def import_explanations(self, texts: list[str], name: str) -> None:
+        """`texts` (one per latent) stored as the explanations partition through the import path."""
+        source = explanation_file(self.root / f"{name}.csv", texts, self.latents)
+        self.materialise("explanations", run_config={"ops": {"explanations": {"config": {
+            "import_from": str(source), "imported_by": "known-answer"}}}})
+
+    def scores(self, **scorer) -> pl.DataFrame:
+        """Materialise `scores` with these scorer settings; the stored table."""
+        self.materialise("scores", self.config(scorer))
+        return ArtifactStore(self.raw["storage_root"]).read_parquet(partition_path("scores", HOOKPOINT, self.range))
+
+    def true_texts(self) -> list[str]:
+        return [t.explanation for t in self.triggers]
