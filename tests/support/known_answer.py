@@ -188,8 +188,8 @@ class Pipeline:
         self.instance = dg.DagsterInstance.ephemeral()
         register_partitions(self.instance, self.config())
 
-    def config(self, scorer: dict | None = None) -> ProjectConfig:
-        raw = {**self.raw, "scorer": {**self.raw["scorer"], **(scorer or {})}}
+    def config(self, scorer: dict | None = None, llm: dict | None = None) -> ProjectConfig:
+        raw = {**self.raw, "scorer": {**self.raw["scorer"], **(scorer or {})}, "llm": llm or self.raw["llm"]}
         path = self.root / "project.yaml"
         path.write_text(yaml.safe_dump(raw))
         return load_config(path)
@@ -210,9 +210,9 @@ class Pipeline:
         self.materialise("explanations", run_config={"ops": {"explanations": {"config": {
             "import_from": str(source), "imported_by": "known-answer"}}}})
 
-    def scores(self, **scorer) -> pl.DataFrame:
-        """Materialise `scores` with these scorer settings; the stored table."""
-        self.materialise("scores", self.config(scorer))
+    def scores(self, llm: dict | None = None, **scorer) -> pl.DataFrame:
+        """Materialise `scores` with these scorer (and llm) settings; the stored table."""
+        self.materialise("scores", self.config(scorer, llm))
         return ArtifactStore(self.raw["storage_root"]).read_parquet(partition_path("scores", HOOKPOINT, self.range))
 
     def true_texts(self) -> list[str]:
