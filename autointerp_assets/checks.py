@@ -4,7 +4,8 @@ and one partitioned multi-check per asset (one step per asset in a run, not one 
 Blocking checks are the ones where going on would produce garbage: a schema the next
 stage cannot read, explanation examples leaking into the test set, an empty shard, an
 LLM that failed too often. Their failure fails the run before the next asset starts.
-The others (dead latents, density) warn.
+The others (dead latents, density) warn, and so does the escalation check on `scores`,
+which lists the latents that need a human (scoring.summary.review_queue).
 """
 
 from collections.abc import Callable, Mapping
@@ -19,8 +20,11 @@ from resources.storage import Storage
 from .config import ChecksConfig
 from .data.sampling import CONTEXT_SCHEMA, EXPLAIN, TEST
 from .explain.explainer import EXPLANATION_SCHEMA
+from .lineage import markdown_table
 from .partitions import LAYER_DIM, RANGE_DIM, layer_range_partitions
-from .scoring.classify import SCORERS, score_schema
+from .scoring.registry import SCORERS
+from .scoring.scores import score_schema
+from .scoring.summary import review_queue
 from .store import layout
 from .store.store import ArtifactStore
 
@@ -118,6 +122,19 @@ def score_failures(table: pl.DataFrame, max_rate: float) -> Outcome:
     )
 
 
+def needs_review(table: pl.DataFrame, min_lift: float, max_disagreement: float) -> Outcome:
+    """Scored latents whose explanation does not beat chance by `min_lift`, or whose scorers disagree."""
+    flagged = review_queue(table, list(SCORERS), min_lift, max_disagreement)
+    scored = int((table["status"] == "ok").sum())
+    return Outcome(
+        flagged.is_empty(),
+        f"{flagged.height}/{scored} scored latents need review (lift over chance < {min_lift}, or scorers "
+        f"disagree by more than {max_disagreement})",
+        {"n_flagged": flagged.height, "flagged_latents": flagged["latent"].to_list()[:200],
+         "flagged": markdown_table(flagged, max_rows=50, max_chars=160)},
+    )
+
+
 # -- Dagster wrappers -----------------------------------------------------------------------
 
 CheckFn = Callable[[pl.DataFrame, ChecksConfig], Outcome]
@@ -158,6 +175,10 @@ CHECKS: dict[str, tuple[str, list[CheckDef]]] = {
                  lambda t, c: schema_matches(t, score_schema())),
         CheckDef("failure_rate", True, "Failed latents and answers are at most checks.max_failure_rate.",
                  lambda t, c: score_failures(t, c.max_failure_rate)),
+        CheckDef("needs_review", False, "Escalation: latents whose explanation beats its chance baseline by less "
+                 "than checks.review_min_lift, or whose scorers disagree by more than "
+                 "checks.review_max_disagreement, listed for human review.",
+                 lambda t, c: needs_review(t, c.review_min_lift, c.review_max_disagreement)),
     ]),
 }
 

@@ -10,6 +10,8 @@ as the UI shows them (quote them in a shell): 'layers.6|00000-00031'.
                                                  automated runs) and score one partition
     review KEY LATENT accept|reject|edit [--text T] [--reviewer NAME]
                                                  record a verdict on an explanation
+    import-explanations KEY FILE [--by NAME]     store a .csv/.parquet of (latent, explanation) as
+                                                 that explanations partition (then score it)
     backfill LAYER [LAYER ...] [--assets A,B]    a Dagster backfill of exactly the layers' coder ranges
 
 Runs use the persistent Dagster instance in $DAGSTER_HOME (default ./dagster_home), so
@@ -156,6 +158,31 @@ def review(partition: str, latent: int, verdict: str, text: str | None, reviewer
     return 0
 
 
+def import_explanations(partition: str, path: str, by: str) -> int:
+    """Check the file whole, then materialise the explanations partition from it through Dagster
+    (the run records the source, its hash and who imported it)."""
+    from resources import build_resources
+
+    from .config import load_config
+    from .explain import imported
+    from .partitions import parse_latent_range
+
+    layer, latent_range = _key(partition)
+    store = build_resources(load_config())["storage"].store()
+    uri = path if "://" in path else str(Path(path).resolve())
+    try:
+        imported.explanations_table(imported.read_file(uri, store.storage_options), parse_latent_range(latent_range))
+    except imported.ExplanationImportError as e:
+        print(f"nothing imported: {e}", file=sys.stderr)
+        return 2
+    result = _materialize(["explanations"], layer, latent_range,
+                          {"ops": {"explanations": {"config": {"import_from": uri, "imported_by": by}}}})
+    if not result.success:
+        return _failed(result)
+    print(f"imported {uri} as explanations[{layer}|{latent_range}]; materialise scores for that partition next")
+    return 0
+
+
 def backfill(layers: list[str], assets: list[str]) -> int:
     from .backfill import submit_backfill
     from .config import load_config
@@ -198,6 +225,10 @@ def _parser() -> argparse.ArgumentParser:
     p_review.add_argument("verdict", choices=["accept", "reject", "edit"])
     p_review.add_argument("--text", help="the edited explanation (with 'edit')")
     p_review.add_argument("--reviewer", default=os.environ.get("USER", ""))
+    p_import = sub.add_parser("import-explanations", help="store a file of explanations as a partition")
+    p_import.add_argument("partition", metavar="KEY")
+    p_import.add_argument("file", help=".csv or .parquet with columns latent, explanation (local or s3://)")
+    p_import.add_argument("--by", default=os.environ.get("USER", ""), help="who imports it (lineage)")
     p_backfill = sub.add_parser("backfill", help="submit a Dagster backfill of the layers' coder ranges")
     p_backfill.add_argument("layers", nargs="+")
     p_backfill.add_argument("--assets", type=lambda s: [a for a in s.split(",") if a], default=list(DATA_HALF))
@@ -231,6 +262,8 @@ def _main(argv: list[str] | None) -> int:
         return demo(args.partition, args.through, args.max_latents)
     if args.command == "explain":
         return explain(args.partition, args.latents, args.max_latents, args.all_latents)
+    if args.command == "import-explanations":
+        return import_explanations(args.partition, args.file, args.by)
     if args.command == "review":
         return review(args.partition, args.latent, args.verdict, args.text, args.reviewer)
     if args.command == "backfill":

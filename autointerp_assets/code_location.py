@@ -13,6 +13,7 @@ from resources import build_resources
 from sensors import build_hookpoint_sensor, build_source_assets
 
 from .assets import ALL_ASSETS
+from .assets.llm import import_explanations_job
 from .assets.review import review_job
 from .automation import GPU_ASSETS, source_condition, with_policy
 from .checks import build_asset_checks
@@ -76,7 +77,7 @@ def build_definitions(cfg: ProjectConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=[*build_assets(cfg), *build_source_assets(cfg, source_condition(cfg))],
         asset_checks=build_asset_checks(cfg.checks),
-        jobs=jobs(),
+        jobs=[*jobs(), import_explanations_job],
         sensors=[build_hookpoint_sensor(cfg), *automation_sensors()],
         resources=build_resources(cfg),
         executor=executor(),

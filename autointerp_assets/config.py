@@ -144,7 +144,32 @@ class SamplingConfig(_Strict):
     n_random_negatives: int = Field(10, ge=0, description="Random windows where the latent is zero.")
     n_hard_negatives: int = Field(5, ge=0, description="Zero windows sharing the peak token of a positive.")
     min_examples: int = Field(8, ge=1, description="Latents with fewer activating windows are skipped.")
+    # Test-set rules (issue 7): a score needs both classes in the held-out set.
+    min_test_positives: int = Field(
+        5, ge=1, description="Activating test windows every scored latent has; n_top gives way to reach it, "
+        "and a latent that cannot reach it is skipped with the reason.",
+    )
+    min_test_negatives: int = Field(
+        5, ge=1, description="Non-activating test windows every scored latent has (random ones make up for "
+        "missing hard negatives); a latent too dense to reach it is skipped with the reason.",
+    )
+    highlight_fraction: float = Field(
+        0.3, gt=0, le=1, description="A token counts as firing in a window when its activation is at least this "
+        "fraction of the window's maximum: the explainer's highlights and the fuzzing scorer's marks.",
+    )
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _test_set_reachable(self) -> SamplingConfig:
+        most_positives = self.n_quantiles * self.n_per_quantile_test
+        if self.min_test_positives > most_positives:
+            raise ValueError(f"min_test_positives={self.min_test_positives} exceeds the test positives sampled "
+                             f"(n_quantiles * n_per_quantile_test = {most_positives}); lower it or sample more")
+        most_negatives = self.n_random_negatives + self.n_hard_negatives
+        if self.min_test_negatives > most_negatives:
+            raise ValueError(f"min_test_negatives={self.min_test_negatives} exceeds the test negatives sampled "
+                             f"(n_random_negatives + n_hard_negatives = {most_negatives}); lower it or sample more")
+        return self
 
 
 class ExplainerConfig(_Strict):
@@ -155,11 +180,45 @@ class ExplainerConfig(_Strict):
 
 
 class ScorerConfig(_Strict):
-    kinds: list[Literal["detection", "fuzzing", "embedding"]] = Field(
+    kinds: list[str] = Field(
         default_factory=lambda: ["detection", "fuzzing", "embedding"],
-        description="detection and fuzzing ask the LLM; embedding ranks windows by similarity to the explanation.",
+        description="Scorers to run, names of scoring.registry.SCORERS: detection and fuzzing ask the LLM; "
+        "embedding ranks windows by similarity to the explanation (no LLM).",
     )
-    examples_per_prompt: int = Field(5, ge=1)
+    prompt_mode: Literal["auto", "single", "list"] = Field(
+        "auto", description="LLM scorers: 'single' asks about one window per request and reads P(yes) from the "
+        "answer token's logprobs (what small local models can do); 'list' asks for a 0/1 list over "
+        "examples_per_prompt windows (cheaper with large remote models); 'auto' = single for llm.backend local, "
+        "list otherwise.",
+    )
+    examples_per_prompt: int = Field(5, ge=1, description="Windows per request in list mode.")
+    chance_baseline: bool = Field(
+        True, description="Also score each latent with a shuffled explanation (another latent's of the same "
+        "partition, seeded) through the same scorer: the <metric>_chance and <metric>_lift columns. Doubles "
+        "the scoring cost (shown in the contexts cost estimate); off: those columns stay null.",
+    )
+    min_auroc_n: int = Field(10, ge=2, description="An AUROC over fewer scored windows is null, with the reason.")
+    embedding_context_weight: float = Field(
+        0.25, ge=0, description="Embedding scorer: a window's score is its best token's similarity to the "
+        "explanation plus this weight times the whole window's (0: tokens only). Measured on known-answer "
+        "latents, see README.",
+    )
+
+    def mode(self, backend: str) -> Literal["single", "list"]:
+        """The prompt mode that runs: `prompt_mode`, with 'auto' resolved for the LLM backend."""
+        if self.prompt_mode != "auto":
+            return self.prompt_mode
+        return "single" if backend == "local" else "list"
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_scorers(cls, kinds: list[str]) -> list[str]:
+        from .scoring.registry import SCORERS  # lazily: scoring imports this module
+
+        unknown = [k for k in kinds if k not in SCORERS]
+        if unknown:
+            raise ValueError(f"unknown scorer(s) {unknown}; choose from {sorted(SCORERS)}")
+        return kinds
 
 
 class LLMConfig(_Strict):
@@ -209,6 +268,13 @@ class ChecksConfig(_Strict):
     max_failure_rate: float = Field(
         0.5, ge=0, le=1,
         description="explanations/scores fail, and block what follows, above this share of failed latents or answers.",
+    )
+    review_min_lift: float = Field(
+        0.1, description="scores flags a scored latent for human review when a scorer's lift over its chance "
+        "baseline (AUROC, else balanced accuracy) is below this.",
+    )
+    review_max_disagreement: float = Field(
+        0.3, gt=0, description="scores flags a latent for review when two scorers' lifts differ by more than this.",
     )
 
 

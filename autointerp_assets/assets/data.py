@@ -222,6 +222,10 @@ def contexts(context: dg.AssetExecutionContext, project: Project, tokenizer: Tok
             "examples_by_split_and_kind": dg.MetadataValue.md(lineage.markdown_table(per_split)),
             "skipped": dg.MetadataValue.md(lineage.markdown_table(built.skipped)),
             "corpus_bytes_read": store.bytes_read,
+            # Dense latents and few look-alikes leave latents with fewer negatives than asked for.
+            "n_latents_short_of_negatives": built.shortfalls["latent"].n_unique(),
+            "n_negatives_missing": int((built.shortfalls["wanted"] - built.shortfalls["found"]).sum()),
+            "negative_shortfalls": dg.MetadataValue.md(lineage.markdown_table(built.shortfalls, max_rows=20)),
             "path": dg.MetadataValue.path(store.uri(f"contexts/{layer}/{key}/{written['files']['examples']}")),
         },
         data_version=dg.DataVersion(lineage.frame_digest(built.examples)),

@@ -10,20 +10,22 @@ from resources.storage import Storage
 
 from .. import lineage
 from ..config import ProjectConfig
-from ..explain import selection
+from ..explain import imported, selection
 from ..explain.explainer import explain_latents
 from ..explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPT_VERSIONS
 from ..explain.prompts import explainer_prompt_key
-from ..partitions import layer_range_partitions
+from ..partitions import layer_range_partitions, parse_latent_range
 from ..report import review
-from ..scoring.classify import score_latents
-from ..scoring.embedding import SentenceEncoder, score_embedding
-from ..scoring.prompts import PROMPT_VERSIONS as SCORER_PROMPT_VERSIONS
+from ..scoring.embedding import SentenceEncoder
+from ..scoring.registry import SCORERS
+from ..scoring.scores import score_latents
+from ..scoring.summary import score_summary
 from ..store import layout
+from ..store.activations import activations_dataset
 from ..store.store import partition_path
 from .common import fails_clearly, layer_range
 
-PROMPT_VERSIONS = {**EXPLAIN_PROMPT_VERSIONS, **SCORER_PROMPT_VERSIONS}
+PROMPT_VERSIONS = {**EXPLAIN_PROMPT_VERSIONS, "explain/imported": imported.PROMPT_VERSION}
 
 
 def _explain_prompt(cfg: ProjectConfig) -> str:
@@ -36,13 +38,16 @@ def _llm_lineage(llm, prompt_keys: list[str]) -> dict:
 
 
 class LatentSelection(dg.Config):
-    """Which latents of the range to spend LLM calls on; the rest are recorded as skipped. A
+    """Which latents of the range to spend LLM calls on (the rest are recorded as skipped), or a
+    file of explanations to import instead of asking the LLM (`import_explanations_job`). A
     selection given here is stored for the partition and later runs without one (automation)
     keep to it (explain/selection.py)."""
 
     latents: list[int] = []  # only these (empty: the stored selection, or all)
     max_latents: int | None = None  # at most this many, most frequently firing first
     all_latents: bool = False  # every latent, and store that
+    import_from: str | None = None  # a .csv or .parquet file (local or s3://) with columns latent, explanation
+    imported_by: str = ""  # who imports it, recorded in the lineage
 
 
 @dg.asset(
@@ -55,6 +60,8 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     """One plain-English explanation per latent; failures and skips recorded with reasons."""
     layer, key = layer_range(context)
     cfg, store = project.config, storage.store()
+    if config.import_from:
+        return _import_explanations(config, store, layer, key)
     manifest = layout.read_manifest(store, layer)
     examples, skipped = layout.read_partition_tables(store, "contexts", layer, key).values()  # one commit
     stats = layout.read_partition(store, "latent_shards", layer, key, ".stats")
@@ -87,6 +94,40 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     )
 
 
+def _import_explanations(config: LatentSelection, store, layer: str, key: str) -> dg.MaterializeResult:
+    """The imported file as this partition, checked whole before anything is written. Needs no
+    upstream: explanations can be imported before the data half has run (scores needs it)."""
+    try:
+        source = imported.read_file(config.import_from or "", store.storage_options)
+        table = imported.explanations_table(source, parse_latent_range(key))
+    except imported.ExplanationImportError as e:
+        raise dg.Failure(str(e)) from None
+    origin = {"import_source": source.uri, "import_sha256": source.sha256, "imported_by": config.imported_by}
+    path = partition_path("explanations", layer, key)
+    store.write_parquet(path, table)
+    store.write_json(partition_path("explanations", layer, key, "import.json"), origin)
+    counts = dict(table.group_by("status").len().iter_rows())
+    return dg.MaterializeResult(
+        metadata={
+            **(lineage.from_manifest(layout.read_manifest(store, layer))
+               if activations_dataset(store, layer).exists() else {}),
+            **origin, "explainer": imported.EXPLAINER,
+            "n_explained": counts.get("ok", 0), "n_failed": 0, "n_skipped": counts.get("skipped", 0),
+            "preview": dg.MetadataValue.md(lineage.markdown_table(
+                table.select("latent", "status", "explanation", "reason"), max_rows=15)),
+            "path": dg.MetadataValue.path(store.uri(path)),
+        },
+        data_version=dg.DataVersion(lineage.frame_digest(table)),
+    )
+
+
+import_explanations_job = dg.define_asset_job(
+    "import_explanations_job", selection=["explanations"],
+    description="Store a file of explanations (latent, explanation; .csv or .parquet) as one explanations "
+    "partition. Run config: {ops: {explanations: {config: {import_from: PATH, imported_by: NAME}}}}.",
+)
+
+
 @cache
 def _sentence_encoder() -> SentenceEncoder:
     return SentenceEncoder()
@@ -99,37 +140,40 @@ def _sentence_encoder() -> SentenceEncoder:
 @fails_clearly
 def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage,
            llm: LLMResource) -> dg.MaterializeResult:
-    """Detection, fuzzing and embedding scores of each explanation on the held-out test examples."""
+    """Every configured scorer on the held-out test windows, with each explanation and with a shuffled
+    one (the chance baseline); metrics with their n, chance and lift."""
     layer, key = layer_range(context)
     cfg, store = project.config, storage.store()
     manifest = layout.read_manifest(store, layer)
     examples = layout.read_partition(store, "contexts", layer, key)
     explained = layout.read_partition(store, "explanations", layer, key)
     explained = review.apply_edits(explained, review.standing(explained, review.read_log(store, layer, key)))
-    client = llm.build(store, scope=f"scores/{layer}/{key}")
-    table = score_latents(examples, explained, client, cfg.scorer, cfg.sampling.seed)
-    if "embedding" in cfg.scorer.kinds:
-        table = table.join(score_embedding(examples, explained, _sentence_encoder()), on="latent", how="left")
+    kinds = [k for k in cfg.scorer.kinds if k in SCORERS]
+    uses_llm = any(SCORERS[k].uses_llm for k in kinds)
+    client = llm.build(store, scope=f"scores/{layer}/{key}") if uses_llm else None
+    mode = cfg.scorer.mode(cfg.llm.backend)
+    table = score_latents(examples, explained, client, cfg.scorer, cfg.sampling, mode=mode, encoder=_sentence_encoder)
     path = partition_path("scores", layer, key)
     store.write_parquet(path, table)
-    store.write_json(partition_path("scores", layer, key, "usage.json"), client.usage.as_metadata())
-    counts = dict(table.group_by("status").len().iter_rows())
-    means = {f"mean_{c}": float(table[c].mean()) for c in table.columns
-             if c.endswith(("_balanced_accuracy", "_auroc")) and table[c].null_count() < table.height}
+    usage = client.usage.as_metadata() if client else {}
+    store.write_json(partition_path("scores", layer, key, "usage.json"), usage)
+    llm_meta = _llm_lineage(client, [_explain_prompt(cfg)]) if client else {}
+    if client:
+        llm_meta["prompt_versions"] = dg.MetadataValue.json(
+            {k: f"{mode}:{SCORERS[k].prompt_version(mode)}" for k in kinds if SCORERS[k].uses_llm})
     return dg.MaterializeResult(
         metadata={
-            **lineage.from_manifest(manifest),
-            **_llm_lineage(client, [_explain_prompt(cfg), *(k for k in cfg.scorer.kinds if k in PROMPT_VERSIONS)]),
-            **({"embedding_model": _sentence_encoder().name} if "embedding" in cfg.scorer.kinds else {}),
-            "explainer_model": explained["explainer_model"][0] if explained.height else "",
-            "scorer_model": client.model_name,
+            **lineage.from_manifest(manifest), **llm_meta,
+            **({"embedding_model": _sentence_encoder().name} if "embedding" in kinds else {}),
+            "explainer": explained["explainer"][0] if explained.height else "",
+            "explainer_model": (explained["explainer_model"][0] or "") if explained.height else "",
+            "scorers": ", ".join(kinds),
+            "scorer_model": client.model_name if client else "",
+            "llm_scorer_mode": mode if uses_llm else "",
             "scorer_config": dg.MetadataValue.json(cfg.scorer.model_dump()),
             "sampling_seed": cfg.sampling.seed,
-            "n_scored": counts.get("ok", 0), "n_failed_latents": counts.get("failed", 0),
-            "n_unscored": counts.get("unscored", 0), "n_failed_answers": int(table["n_failed"].sum()),
-            **means,
+            **score_summary(table, kinds),
             "path": dg.MetadataValue.path(store.uri(path)),
         },
         data_version=dg.DataVersion(lineage.frame_digest(table)),
     )
-

@@ -4,6 +4,7 @@ asset's metadata) and typed tables the UI renders and sorts."""
 import dagster as dg
 import polars as pl
 
+from resources.project import Project
 from resources.storage import Storage
 
 from .. import lineage
@@ -46,11 +47,11 @@ def _tables(table: pl.DataFrame) -> dict:
     group_name="report", kinds={"polars", "matplotlib"},
 )
 @fails_clearly
-def report(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
-    """Per-layer roll-up of every scored latent range: plots of each score against chance and
-    firing frequency, the latents table, and the LLM cost."""
+def report(context: dg.AssetExecutionContext, project: Project, storage: Storage) -> dg.MaterializeResult:
+    """Per-layer roll-up of every scored latent range: lift over chance per scorer, plots of each score
+    against chance and firing frequency, the latents table, those flagged for review, and the LLM cost."""
     layer, store = context.partition_key, storage.store()
-    summary = build_report(store, layer)
+    summary = build_report(store, layer, project.config.checks)
     path = f"report/{layer}/summary.parquet"
     store.write_parquet(path, summary.table)
     return dg.MaterializeResult(

@@ -12,9 +12,16 @@ Per latent:
   `n_quantiles` bins **by rank** (equal counts; bin 0 weakest). Each bin gives
   `n_per_quantile_test` windows to the test set, then `n_per_quantile_explain`
   to the explanation set.
-- Non-activating windows contain no non-zero token of the latent: `n_random_negatives`
-  random ones and `n_hard_negatives` that hold the peak token of an activating
-  window ("looks similar"), for each split.
+- The test set comes first when windows are scarce: `n_top` gives way so that at least
+  `min_test_positives` activating windows are held out (explanation-set quantile windows
+  move to the test set if the bins alone fall short). A latent that cannot keep one
+  activating window for the explainer besides is skipped with the reason.
+- Non-activating windows contain no non-zero token of the latent: `n_hard_negatives`
+  that hold the peak token of an activating window ("looks similar"), then
+  `n_random_negatives` random ones plus as many as the hard ones fell short, for each
+  split, the test split first. Fewer than asked for is a shortfall (`ContextSet.shortfalls`);
+  fewer than `min_test_negatives` in the test split (a latent too dense to find silent
+  windows) skips the latent with the reason.
 - Every window of a latent, across both splits and all kinds, is token-disjoint
   from every other, which makes the two splits disjoint by construction.
 - Fewer than `min_examples` activating windows -> the latent is skipped with a reason.
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -53,12 +60,15 @@ CONTEXT_SCHEMA = {
     "activating": pl.Boolean,
 }
 SKIPPED_SCHEMA = {"latent": pl.Int64, "reason": pl.Utf8}
+# Latents given fewer non-activating windows than asked for (dense latents, few look-alikes).
+SHORTFALL_SCHEMA = {"latent": pl.Int64, "split": pl.Utf8, "wanted": pl.Int64, "found": pl.Int64}
 
 
 @dataclass(frozen=True)
 class ContextSet:
     examples: pl.DataFrame  # CONTEXT_SCHEMA
     skipped: pl.DataFrame  # SKIPPED_SCHEMA
+    shortfalls: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SHORTFALL_SCHEMA))
 
 
 @dataclass(frozen=True)
@@ -115,6 +125,7 @@ def build_contexts(
     by_latent = {int(k[0]): g for k, g in rows.group_by("latent", maintain_order=True)}
     examples: list[dict] = []
     skipped: list[dict] = []
+    shortfalls: list[dict] = []
     for latent in latents:
         group = by_latent.get(latent)
         if group is None:
@@ -134,12 +145,26 @@ def build_contexts(
             })
             continue
         picks = _split_activating(activating, cfg, rng)
+        if sum(split == TEST for split, _ in picks) < cfg.min_test_positives or all(split == TEST for split, _ in picks):
+            skipped.append({"latent": latent, "reason": f"only {len(activating)} activating windows: the test set needs "
+                            f"sampling.min_test_positives={cfg.min_test_positives} and the explainer at least one"})
+            continue
         peak_tokens = [int(tokens[row_of_seq(w.seq), w.peak_pos]) for w in activating]
-        for split in (EXPLAIN, TEST):
-            picks += [(split, w) for w in _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied,
-                                                            cfg.n_random_negatives)]
-            picks += [(split, w) for w in _hard_negatives(rng, token_index, peak_tokens, seq_ids, ctx_len, length,
-                                                          firing, occupied, cfg.n_hard_negatives)]
+        wanted = cfg.n_random_negatives + cfg.n_hard_negatives
+        n_test_negatives = 0
+        for split in (TEST, EXPLAIN):  # the test set first: scores need its negatives
+            hard = _hard_negatives(rng, token_index, peak_tokens, seq_ids, ctx_len, length, firing, occupied,
+                                   cfg.n_hard_negatives)
+            random = _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, wanted - len(hard))
+            picks += [(split, w) for w in hard + random]
+            if len(hard) + len(random) < wanted:
+                shortfalls.append({"latent": latent, "split": split, "wanted": wanted, "found": len(hard) + len(random)})
+            if split == TEST:
+                n_test_negatives = len(hard) + len(random)
+        if n_test_negatives < cfg.min_test_negatives:
+            skipped.append({"latent": latent, "reason": f"too dense: only {n_test_negatives} non-activating test windows "
+                            f"found (< sampling.min_test_negatives={cfg.min_test_negatives})"})
+            continue
         for split, w in picks:
             ids = np.asarray(tokens[row_of_seq(w.seq), w.start : w.start + length])
             acts = [firing[w.seq].get(p, 0.0) for p in range(w.start, w.start + length)]
@@ -150,7 +175,8 @@ def build_contexts(
                 "tokens": ids.tolist(), "token_strs": strs(ids), "acts": acts,
                 "max_act": max(acts), "activating": w.peak_pos >= 0,
             })
-    return ContextSet(pl.DataFrame(examples, schema=CONTEXT_SCHEMA), pl.DataFrame(skipped, schema=SKIPPED_SCHEMA))
+    return ContextSet(pl.DataFrame(examples, schema=CONTEXT_SCHEMA), pl.DataFrame(skipped, schema=SKIPPED_SCHEMA),
+                      pl.DataFrame(shortfalls, schema=SHORTFALL_SCHEMA))
 
 
 def _row_lookup(seq_ids: Sequence[int]) -> Callable[[int], int]:
@@ -173,15 +199,25 @@ def _activating_windows(seqs, poss, ctx_len: int, length: int, occupied: _Occupa
 
 
 def _split_activating(windows: list[_Window], cfg: SamplingConfig, rng: np.random.Generator) -> list[tuple[str, _Window]]:
-    picks = [(EXPLAIN, w) for w in windows[: cfg.n_top]]
-    rest = windows[cfg.n_top :][::-1]  # weakest first, so bin 0 is the weakest
+    n_top = min(cfg.n_top, max(0, len(windows) - cfg.min_test_positives))  # the test set first
+    picks = [(EXPLAIN, w) for w in windows[:n_top]]
+    rest = windows[n_top:][::-1]  # weakest first, so bin 0 is the weakest
+    test: list[_Window] = []
+    spare: list[tuple[str, _Window]] = []  # quantile windows the test set may still take
     for q, bin_ in enumerate(np.array_split(np.arange(len(rest)), cfg.n_quantiles)):
         order = rng.permutation(bin_)
         chosen = [_Window(rest[i].seq, rest[i].start, "quantile", q, rest[i].peak_pos) for i in order]
         n_test = cfg.n_per_quantile_test
-        picks += [(TEST, w) for w in chosen[:n_test]]
+        test += chosen[:n_test]
         picks += [(EXPLAIN, w) for w in chosen[n_test : n_test + cfg.n_per_quantile_explain]]
-    return picks
+        spare += [(EXPLAIN, w) for w in chosen[n_test:]]
+    for pick in spare:  # too few windows per bin: the test set takes what the explainer would have had
+        if len(test) >= cfg.min_test_positives:
+            break
+        test.append(pick[1])
+        if pick in picks:
+            picks.remove(pick)
+    return picks + [(TEST, w) for w in test]
 
 
 def _is_negative(firing: dict[int, dict[int, float]], seq: int, start: int, length: int) -> bool:

@@ -11,6 +11,7 @@ import polars as pl
 
 from ..config import ExplainerConfig, SamplingConfig
 from ..llm.api import ChatLLM, ChatRequest
+from ..llm.prompts import DEFAULT_HIGHLIGHT_FRACTION
 from .prompts import (
     PROMPT_VERSIONS,
     Example,
@@ -34,8 +35,10 @@ EXPLANATION_SCHEMA: dict[str, pl.DataType] = {
 _REASON_ANSWER_CHARS = 160  # how much of a rejected answer to keep in `reason`
 
 
-def _examples(rows: pl.DataFrame) -> list[Example]:
-    return [Example(tuple(t), tuple(a)) for t, a in zip(rows["token_strs"], rows["acts"], strict=True)]
+def _examples(rows: pl.DataFrame, sampling: SamplingConfig | None) -> list[Example]:
+    """Windows as Examples; highlights follow sampling.highlight_fraction (the fuzzing scorer's rule)."""
+    fraction = sampling.highlight_fraction if sampling else DEFAULT_HIGHLIGHT_FRACTION
+    return [Example(tuple(t), tuple(a), fraction) for t, a in zip(rows["token_strs"], rows["acts"], strict=True)]
 
 
 def _ordered(rows: pl.DataFrame, sampling: SamplingConfig | None, latent: int) -> pl.DataFrame:
@@ -82,7 +85,7 @@ def explain_latents(
             row.update(status="skipped", reason=skipped_reason[latent])
             continue
         df = by_latent.get(latent, explain.clear())
-        activating = _examples(_ordered(df.filter(pl.col("activating")), sampling, latent))
+        activating = _examples(_ordered(df.filter(pl.col("activating")), sampling, latent), sampling)
         if not activating:
             row.update(status="failed", reason="no activating examples in the explain split")
             continue
@@ -93,7 +96,7 @@ def explain_latents(
                 row["reason"] = "activating examples have no active token"
             continue
         negatives = (
-            _examples(_ordered(df.filter(~pl.col("activating")), sampling, latent))
+            _examples(_ordered(df.filter(~pl.col("activating")), sampling, latent), sampling)
             if cfg.kind == "contrastive"
             else []
         )

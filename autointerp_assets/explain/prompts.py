@@ -14,11 +14,13 @@ from typing import Literal
 from ..llm.api import Message
 from ..llm.prompts import (
     CLOSE,
+    DATA_NOTE,
     OPEN,
     QUOTES,
     Example,
     Parsed,
     escape,
+    fence,
     normalise_acts,
     render_highlighted,
     render_plain,
@@ -44,8 +46,8 @@ def _activation_line(ex: Example, max_act: float) -> str:
 _EXPLAIN_INTRO = (
     "You are helping to interpret a neural network. A language model has an internal latent "
     "(a learned feature) and you will see short text excerpts in which it is active. In each "
-    "excerpt, the tokens on which the latent fires are marked like {open}this{close}."
-)
+    "excerpt, the tokens on which the latent fires are marked like {open}this{close}. "
+) + DATA_NOTE
 _EXPLAIN_ACTS_NOTE = (
     " Below each excerpt the marked tokens are listed with their activation strength on a scale "
     "from 0 to 10, where 10 is the strongest activation among the excerpts."
@@ -118,12 +120,12 @@ def _explain_user(activating: Sequence[Example], negatives: Sequence[Example], s
     max_act = max((a for ex in activating for a in ex.acts), default=0.0)
     lines = [_FIRES_HEADER]
     for i, ex in enumerate(activating, 1):
-        lines.append(f"Example {i}: {render_highlighted(ex.token_strs, ex.active)}")
+        lines.append(f"Example {i}: {fence(render_highlighted(ex.token_strs, ex.active))}")
         if show_activations:
             lines.append(_activation_line(ex, max_act))
     if negatives:
         lines += ["", _SILENT_HEADER]
-        lines += [f"Counter-example {i}: {render_plain(ex.token_strs)}" for i, ex in enumerate(negatives, 1)]
+        lines += [f"Counter-example {i}: {fence(render_plain(ex.token_strs))}" for i, ex in enumerate(negatives, 1)]
     return "\n".join(lines)
 
 

@@ -4,7 +4,9 @@ The explainer and scorers run unchanged against `DryRunLLM`, which records each 
 and answers none, so the estimate counts exactly the requests a real run would send.
 Tokens are estimated as characters / 3.5 (SmolLM2's tokenizer gave 3.3 on the stdlib
 mix of code and prose; English prose runs nearer 4); completions are
-counted at their max_tokens, so the cost is an upper bound on that side.
+counted at their max_tokens, so the cost is an upper bound on that side. The chance
+baseline (each latent scored again with a shuffled explanation, `scorer.chance_baseline`)
+roughly doubles the scoring requests; its share is shown on its own.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import polars as pl
 from ..config import ExplainerConfig, LLMConfig, SamplingConfig, ScorerConfig
 from ..explain.explainer import explain_latents
 from ..llm.api import ChatRequest, Completion, Usage
-from ..scoring.classify import score_latents
+from ..scoring.registry import SCORERS
+from ..scoring.scores import score_latents
 
 CHARS_PER_TOKEN = 3.5
 # Stand-in explanation for sizing scorer prompts; real ones are usually a short sentence.
@@ -43,11 +46,31 @@ class CostEstimate:
     prompt_tokens: int
     max_completion_tokens: int
     cost_usd: float
+    chance_requests: int = 0  # of `requests`: the chance baseline's
+    chance_cost_usd: float = 0.0  # of `cost_usd`: the chance baseline's
 
     def as_metadata(self) -> dict[str, float | int]:
         return {"estimated_llm_requests": self.requests, "estimated_prompt_tokens": self.prompt_tokens,
                 "estimated_max_completion_tokens": self.max_completion_tokens,
-                "estimated_cost_usd": round(self.cost_usd, 6)}
+                "estimated_cost_usd": round(self.cost_usd, 6),
+                "estimated_chance_baseline_requests": self.chance_requests,
+                "estimated_chance_baseline_cost_usd": round(self.chance_cost_usd, 6)}
+
+
+def _priced(requests: list[ChatRequest], llm: LLMConfig) -> tuple[int, int, float]:
+    prompt = round(sum(len(m["content"]) for r in requests for m in r.messages) / CHARS_PER_TOKEN)
+    completion = sum(r.max_tokens for r in requests)
+    return prompt, completion, (prompt * llm.price_per_million_input + completion * llm.price_per_million_output) / 1e6
+
+
+def _scoring_requests(contexts: pl.DataFrame, explained: pl.DataFrame, scorer: ScorerConfig,
+                      sampling: SamplingConfig, llm: LLMConfig) -> list[ChatRequest]:
+    dry = DryRunLLM()
+    llm_kinds = [k for k in scorer.kinds if SCORERS[k].uses_llm]  # the others cost no LLM call
+    if llm_kinds:
+        cfg = scorer.model_copy(update={"kinds": llm_kinds})
+        score_latents(contexts, explained, dry, cfg, sampling, mode=scorer.mode(llm.backend))
+    return dry.requests
 
 
 def estimate_cost(contexts: pl.DataFrame, skipped: pl.DataFrame, explainer: ExplainerConfig,
@@ -58,10 +81,17 @@ def estimate_cost(contexts: pl.DataFrame, skipped: pl.DataFrame, explainer: Expl
         sent = pl.col("reason").str.starts_with("llm error")
         explained = explained.with_columns(
             pl.when(sent).then(pl.lit("ok")).otherwise(pl.col("status")).alias("status"),
-            pl.when(sent).then(pl.lit(_PLACEHOLDER_EXPLANATION)).otherwise(pl.col("explanation")).alias("explanation"),
+            # distinct per latent, so that the chance baseline finds donors as it would for real ones
+            pl.when(sent).then(pl.concat_str(pl.lit(_PLACEHOLDER_EXPLANATION), pl.col("latent").cast(pl.Utf8)))
+            .otherwise(pl.col("explanation")).alias("explanation"),
         )
-    score_latents(contexts, explained, dry, scorer, sampling.seed)
-    prompt = round(sum(len(m["content"]) for r in dry.requests for m in r.messages) / CHARS_PER_TOKEN)
-    completion = sum(r.max_tokens for r in dry.requests)
-    cost = (prompt * llm.price_per_million_input + completion * llm.price_per_million_output) / 1e6
-    return CostEstimate(len(dry.requests), prompt, completion, cost)
+    scoring = _scoring_requests(contexts, explained, scorer, sampling, llm)
+    chance, without_cost = 0, 0.0
+    if scorer.chance_baseline:
+        without = _scoring_requests(contexts, explained, scorer.model_copy(update={"chance_baseline": False}),
+                                    sampling, llm)
+        chance = len(scoring) - len(without)
+        _, _, without_cost = _priced(dry.requests + without, llm)
+    prompt, completion, cost = _priced(dry.requests + scoring, llm)
+    return CostEstimate(len(dry.requests) + len(scoring), prompt, completion, cost, chance,
+                        cost - without_cost if chance else 0.0)

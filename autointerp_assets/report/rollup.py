@@ -1,4 +1,5 @@
-"""Per-layer roll-up of every scored latent range: one table, histograms, score vs frequency, cost.
+"""Per-layer roll-up of every scored latent range: one table, lift over chance per scorer (overall
+and by firing frequency), histograms, the latents flagged for human review, cost.
 
 Plots are drawn as Markdown (Unicode bars) so they show in the Dagster UI with no
 image pipeline; the full table is written as parquet next to them.
@@ -12,14 +13,18 @@ from typing import Any
 
 import polars as pl
 
+from ..config import ChecksConfig
 from ..lineage import markdown_table
+from ..scoring.registry import SCORERS
+from ..scoring.summary import PRIMARY, review_queue
 from ..store import layout
 from ..store.store import ArtifactStore, partition_path
 from . import review
 
-CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
-SCORE_COLUMNS = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "detection_auroc", "fuzzing_auroc",
-                 "embedding_auroc")
+CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
+# (scorer, metric) pairs the report summarises: every scorer's primary metrics.
+SCORE_METRICS = tuple((s, m) for s, scorer in SCORERS.items() for m in PRIMARY if m in scorer.metrics)
+SCORE_COLUMNS = tuple(f"{s}_{m}" for s, m in SCORE_METRICS)
 _BAR = "█"
 
 
@@ -48,14 +53,34 @@ def histogram(values: list[float], lo: float = 0.0, hi: float = 1.0, bins: int =
 
 
 def by_frequency(table: pl.DataFrame, score: str) -> pl.DataFrame:
-    """Mean score per decade of firing density (log10 buckets)."""
+    """Mean score (with its chance baseline and lift, where the table has them) per decade of
+    firing density (log10 buckets)."""
+    extra = [c for c in (f"{score}_chance", f"{score}_lift") if c in table.columns]
     return (
         table.filter(pl.col(score).is_not_null() & (pl.col("density") > 0))
         .with_columns(pl.col("density").log10().floor().cast(pl.Int32).alias("log10_density"))
         .group_by("log10_density")
-        .agg(pl.len().alias("n_latents"), pl.col(score).mean().alias(f"mean_{score}"))
+        .agg(pl.len().alias("n_latents"), *(pl.col(c).mean().alias(f"mean_{c}") for c in (score, *extra)))
         .sort("log10_density")
     )
+
+
+def lift_table(table: pl.DataFrame) -> pl.DataFrame:
+    """Per scorer and metric: latents with a value, mean value, mean chance baseline, mean lift."""
+    rows = []
+    for s, m in SCORE_METRICS:
+        col = f"{s}_{m}"
+        if col not in table.columns or table[col].drop_nulls().is_empty():
+            continue
+        scored = table.filter(pl.col(col).is_not_null())
+        rows.append({"scorer": s, "metric": m, "n_latents": scored.height,
+                     "mean_windows": scored[f"{col}_n"].mean() if f"{col}_n" in table.columns else None,
+                     "mean": scored[col].mean(), "mean_chance": scored[f"{col}_chance"].mean(),
+                     "mean_lift": scored[f"{col}_lift"].mean(),
+                     "n_with_chance": int(scored[f"{col}_lift"].is_not_null().sum())})
+    return pl.DataFrame(rows, schema={"scorer": pl.Utf8, "metric": pl.Utf8, "n_latents": pl.Int64,
+                                      "mean_windows": pl.Float64, "mean": pl.Float64, "mean_chance": pl.Float64,
+                                      "mean_lift": pl.Float64, "n_with_chance": pl.Int64})
 
 
 def _current_explanations(store: ArtifactStore, layer: str, ranges: list[str]) -> pl.DataFrame:
@@ -67,7 +92,7 @@ def _current_explanations(store: ArtifactStore, layer: str, ranges: list[str]) -
     return current.select("latent", "explanation", "explanation_version", pl.col("verdict").alias("review"))
 
 
-def build_report(store: ArtifactStore, layer: str) -> Report:
+def build_report(store: ArtifactStore, layer: str, checks: ChecksConfig | None = None) -> Report:
     ranges = scored_ranges(store, layer)
     if not ranges:
         raise FileNotFoundError(f"no scores for {layer} under {store.uri('scores/' + layer)}; "
@@ -99,19 +124,34 @@ def build_report(store: ArtifactStore, layer: str) -> Report:
                                 "n_reviewed": int(table["review"].is_not_null().sum()) if "review" in table.columns else 0,
                                 "n_scored": counts.get("ok", 0), "llm_cost_usd": round(cost, 6),
                                 "llm_requests": requests}
-    for score in SCORE_COLUMNS:
+    lifts = lift_table(table)
+    sections += ["### Lift over chance per scorer (explanation vs a shuffled explanation, same windows)",
+                 markdown_table(lifts)]
+    for r in lifts.iter_rows(named=True):
+        key = f"{r['scorer']}_{r['metric']}"
+        metadata |= {f"mean_{key}": r["mean"], f"mean_{key}_chance": r["mean_chance"],
+                     f"mean_{key}_lift": r["mean_lift"], f"n_latents_{key}": r["n_latents"]}
+    for s, m in SCORE_METRICS:
+        score = f"{s}_{m}"
         if score not in table.columns:
             continue
         values = [v for v in table[score].to_list() if v is not None and not math.isnan(v)]
         if not values:
             continue
-        metadata[f"mean_{score}"] = sum(values) / len(values)
-        sections += [f"### {score}: histogram (n={len(values)}, mean {metadata[f'mean_{score}']:.3f})",
+        sections += [f"### {score}: histogram (n={len(values)}, mean {sum(values) / len(values):.3f})",
                      histogram(values),
-                     f"### {score} vs firing density", markdown_table(by_frequency(table, score))]
-    shown = [c for c in ("latent", "status", "explanation", "review", "detection_balanced_accuracy",
-                         "fuzzing_balanced_accuracy", "density", "n_failed") if c in table.columns]
-    sections += ["### Best explained latents",
-                 markdown_table(table.sort("detection_balanced_accuracy", descending=True, nulls_last=True)
-                                .select(shown), max_rows=10)]
+                     f"### {score} and its lift vs firing density", markdown_table(by_frequency(table, score))]
+    checks = checks or ChecksConfig()
+    flagged = review_queue(table, list(SCORERS), checks.review_min_lift, checks.review_max_disagreement)
+    metadata["n_flagged_for_review"] = flagged.height
+    sections += [f"### For human review: {flagged.height} latents (lift over chance < {checks.review_min_lift}, "
+                 f"or scorers disagree by more than {checks.review_max_disagreement})",
+                 markdown_table(flagged.join(table.select("latent", "explanation"), on="latent", how="left"),
+                                max_rows=30, max_chars=160)]
+    shown = [c for c in ("latent", "status", "explanation", "review", "detection_auroc", "detection_auroc_lift",
+                         "embedding_auroc", "embedding_auroc_lift", "density", "n_failed") if c in table.columns]
+    best = next((f"{s}_{m}_lift" for s, m in SCORE_METRICS if f"{s}_{m}_lift" in table.columns
+                 and table[f"{s}_{m}_lift"].drop_nulls().len()), "latent")
+    sections += [f"### Best explained latents (by {best})",
+                 markdown_table(table.sort(best, descending=True, nulls_last=True).select(shown), max_rows=10)]
     return Report(table, "\n\n".join(sections), metadata)

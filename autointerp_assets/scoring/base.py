@@ -1,32 +1,90 @@
-"""What an LLM classification scorer is: test windows in, labelled samples and prompts out.
+"""The one scorer interface: held-out windows plus an explanation in, one score per window out.
 
-A scorer module (`detection`, `fuzzing`) turns a latent's held-out test rows into
-`Sample`s with a 0/1 label, and renders a batch of samples with the explanation into chat
-messages whose answer is one 0/1 per sample. `classify.score_latents` does the rest
-(batching, the LLM, parsing, metrics) the same way for every scorer.
+A scorer (one module, registered in `registry.SCORERS`) implements `Scorer.score`: it gets
+`Task`s (a latent's held-out test windows and one explanation) and returns, per task, one
+`WindowScore` per sample it built from those windows. It computes no metric: `metrics.summarise`
+does that for every scorer in one place, with each metric's n, and `scores.score_latents`
+scores every latent twice through the same scorer (its explanation, and a shuffled one for the
+chance baseline).
+
+Batching is the scorer's business: it gets every task of a partition at once, so an LLM scorer
+sends all its requests in one `complete_many` call and an embedding scorer embeds all texts in
+one pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
-import numpy as np
+from ..config import SamplingConfig, ScorerConfig
+from ..llm.api import ChatLLM
 
-from ..llm.api import Message
+PromptMode = Literal["single", "list"]
 
 
 @dataclass(frozen=True)
-class Sample:
-    label: int
+class Window:
+    """One held-out window of a latent, as the sampling stage wrote it."""
+
     activating: bool
-    quantile: int  # -1 for non-activating
+    kind: str  # quantile | random | hard_negative (top windows are never held out)
+    quantile: int  # activation-rank bin; -1 for non-activating windows
     token_strs: tuple[str, ...]
-    marks: tuple[bool, ...] | None  # fuzzing highlights; None for detection
+    acts: tuple[float, ...]  # the latent's activation per token
 
 
 @dataclass(frozen=True)
-class ClassificationScorer:
+class Task:
+    """Score `windows` with `explanation`. The chance task of a latent has the same windows and
+    seed and another latent's explanation, so the two differ only by the explanation."""
+
+    latent: int
+    explanation: str
+    windows: tuple[Window, ...]
+    seed: tuple[int, ...]  # for anything random the scorer does (numpy default_rng)
+    chance: bool = False  # the shuffled-explanation task
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    """The outcome for one sample: its truth, the scorer's score and decision, or a failure.
+
+    `score` is P(label = 1) where the scorer reads logprobs, otherwise any real number that is
+    higher for "more likely 1" (a similarity); None when not available. `pred` is the scorer's
+    0/1 decision; None for rankers that make none. A failed sample has `failure` set and is
+    counted, never silently dropped.
+    """
+
+    label: int  # what the scorer was asked about (fuzzing: activating and correctly marked)
+    window: Window
+    score: float | None = None
+    pred: int | None = None
+    failure: str | None = None
+    copied: bool = False  # the answer copies the prompt's own example answers: counted as a failure
+
+
+@dataclass(frozen=True)
+class ScoringContext:
+    """What scorers may use. `encoder` is a loader, so nothing is loaded unless a scorer needs it."""
+
+    cfg: ScorerConfig
+    sampling: SamplingConfig
+    llm: ChatLLM | None
+    mode: PromptMode  # LLM classifiers: one window per request, or a list per request
+    encoder: Callable[[], object] | None = None
+
+
+class Scorer(Protocol):
     name: str
-    samples: Callable[[list[dict], np.random.Generator], list[Sample]]  # test rows -> labelled samples
-    messages: Callable[[str, Sequence[Sample]], tuple[Message, ...]]  # explanation, batch -> prompt
+    uses_llm: bool
+    metrics: tuple[str, ...]  # names in metrics.METRICS reported for this scorer
+
+    def prompt_version(self, mode: PromptMode) -> str | None:
+        """The version of the prompt this scorer sends in `mode`; None without an LLM."""
+        ...
+
+    def score(self, tasks: Sequence[Task], ctx: ScoringContext) -> list[list[WindowScore]]:
+        """One list of WindowScores per task, in task order. Never raises for a failed request."""
+        ...

@@ -1,4 +1,4 @@
-"""Detection: plain test windows; label = the window is activating."""
+"""Detection: is the latent active anywhere in this plain window? label = the window is activating."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..llm.api import Message
-from .base import ClassificationScorer, Sample
-from .prompts import build_detection_messages
+from .base import Window
+from .classify import LLMClassifier, Sample
 
 
-def samples(rows: list[dict], rng: np.random.Generator) -> list[Sample]:
-    return [Sample(int(r["activating"]), r["activating"], r["quantile"], tuple(r["token_strs"]), None) for r in rows]
+def samples(windows: Sequence[Window], rng: np.random.Generator, highlight_fraction: float) -> list[Sample]:
+    return [Sample(int(w.activating), w, None) for w in windows]
 
 
-def messages(explanation: str, batch: Sequence[Sample]) -> tuple[Message, ...]:
-    return build_detection_messages(explanation, [s.token_strs for s in batch])
-
-
-SCORER = ClassificationScorer("detection", samples, messages)
+SCORER = LLMClassifier("detection", samples)

@@ -1,4 +1,5 @@
-"""Binary-classification metrics for the scorers, in plain numpy.
+"""Binary-classification metrics for the scorers, in plain numpy, and the one place where a
+scorer's per-window scores become per-latent metrics with their n (`summarise`).
 
 Conventions (every function here follows them):
 - `y_true` and `y_pred` are 0/1 (or bool) arrays of equal length; `y_score` is a float array
@@ -11,10 +12,13 @@ Conventions (every function here follows them):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+from .base import WindowScore
 
 NAN = float("nan")
 
@@ -76,10 +80,9 @@ def f1(c: Confusion) -> float:
 
 
 def balanced_accuracy(c: Confusion) -> float:
-    """Mean of recall and specificity over the classes present (sklearn's convention): with one
-    class only it is that class's accuracy; NaN when there are no examples."""
-    rates = [r for r in (recall(c), specificity(c)) if not math.isnan(r)]
-    return sum(rates) / len(rates) if rates else NAN
+    """Mean of recall and specificity; NaN unless both classes are present. A missing class is
+    never averaged away: with negatives only, a scorer answering "0" everywhere would get 1.0."""
+    return (recall(c) + specificity(c)) / 2
 
 
 def accuracy(c: Confusion) -> float:
@@ -113,3 +116,96 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     ranks = np.empty(x.size, dtype=np.float64)
     ranks[order] = np.repeat(run_rank, ends - starts)
     return ranks
+
+
+# --------------------------------------------------------------------------------------------
+# Per-latent metrics from WindowScores: every scorer's, computed here and nowhere else.
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's value (None when undefined, with why) and the number of windows behind it.
+    Per-quantile metrics hold one value and one n per activation-rank bin."""
+
+    value: float | list[float | None] | None
+    n: int | list[int]
+    why_null: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    n_bins: int  # activation-rank bins of the partition's test windows
+    min_auroc_n: int  # ScorerConfig.min_auroc_n
+
+
+def _value(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _auroc(scores: Sequence[WindowScore], s: Settings) -> Metric:
+    with_score = [w for w in scores if w.score is not None]
+    n = len(with_score)
+    if n < s.min_auroc_n:
+        why = "no window has a probability (no logprobs)" if n == 0 else (
+            f"{n} windows with a score < scorer.min_auroc_n={s.min_auroc_n}")
+        return Metric(None, n, why)
+    value = auroc([w.label for w in with_score], [w.score for w in with_score])
+    return Metric(_value(value), n, "one class only among the scored windows" if math.isnan(value) else None)
+
+
+def _confusion_metric(fn: Callable[[Confusion], float], name: str) -> Callable[[Sequence[WindowScore], Settings], Metric]:
+    def metric(scores: Sequence[WindowScore], s: Settings) -> Metric:
+        decided = [w for w in scores if w.pred is not None]
+        value = fn(confusion([w.label for w in decided], [w.pred for w in decided]))
+        return Metric(_value(value), len(decided), f"{name} undefined on these answers" if math.isnan(value) else None)
+
+    return metric
+
+
+def _accuracy_of(scores: Sequence[WindowScore]) -> Metric:
+    decided = [w for w in scores if w.pred is not None]
+    return Metric(sum(w.pred == w.label for w in decided) / len(decided) if decided else None, len(decided))
+
+
+def _accuracy_by_quantile(scores: Sequence[WindowScore], s: Settings) -> Metric:
+    if not any(w.pred is not None for w in scores):
+        return Metric(None, [0] * s.n_bins, "no answers")
+    bins = [_accuracy_of([w for w in scores if w.window.activating and w.window.quantile == q]) for q in range(s.n_bins)]
+    return Metric([b.value for b in bins], [b.n for b in bins])  # type: ignore[misc]
+
+
+def _negative_accuracy(kind: str) -> Callable[[Sequence[WindowScore], Settings], Metric]:
+    def metric(scores: Sequence[WindowScore], s: Settings) -> Metric:
+        return _accuracy_of([w for w in scores if w.window.kind == kind])
+
+    return metric
+
+
+# name -> metric over the answered WindowScores of one latent and one explanation.
+METRICS: dict[str, Callable[[Sequence[WindowScore], Settings], Metric]] = {
+    "auroc": _auroc,
+    "balanced_accuracy": _confusion_metric(balanced_accuracy, "balanced accuracy (needs both classes)"),
+    "precision": _confusion_metric(precision, "precision (nothing predicted positive)"),
+    "recall": _confusion_metric(recall, "recall (no positives)"),
+    "f1": _confusion_metric(f1, "F1"),
+    "accuracy_by_quantile": _accuracy_by_quantile,
+    "random_negative_accuracy": _negative_accuracy("random"),
+    "hard_negative_accuracy": _negative_accuracy("hard_negative"),
+}
+LIST_METRICS = frozenset({"accuracy_by_quantile"})  # one value per activation-rank bin
+
+
+def summarise(names: Sequence[str], scores: Sequence[WindowScore], settings: Settings) -> dict[str, Metric]:
+    """The metrics `names` over the answered samples (failed and copied answers left out: they are
+    counted by the caller)."""
+    answered = [w for w in scores if w.failure is None and not w.copied]
+    return {name: METRICS[name](answered, settings) for name in names}
+
+
+def lift(value, chance):
+    """value - chance (element-wise for per-quantile lists); None where either is None."""
+    if isinstance(value, list) or isinstance(chance, list):
+        if value is None or chance is None:
+            return None
+        return [lift(v, c) for v, c in zip(value, chance, strict=True)]
+    return None if value is None or chance is None else value - chance

@@ -1,6 +1,14 @@
-"""Detection and fuzzing prompts, and the parsers of their answers (0/1 lists, P("1") from logprobs).
+"""Detection and fuzzing prompts in their two modes, and the parsers of their answers.
 
-Windows are rendered by `llm.prompts`, the same code the explainer uses.
+- `single`: one window per request, answered Yes or No; P(yes) is read from the answer token's
+  top logprobs (`yes_probability`). What a small local model can do; the local default.
+- `list`: several numbered windows per request, answered with a 0/1 list (`parse_binary_answers`),
+  P("1") per answer from the digit logprobs where they line up. Cheaper with large remote models.
+
+Neither mode claims that a request holds both classes. The list mode's worked example is drawn
+in a different order for each request (`shot_order`), so its example answer varies and an answer
+that copies it can be told apart (`copies_example`). Windows are rendered by `llm.prompts`, the
+same code the explainer uses, and enter every prompt fenced as data (`llm.prompts.fence`).
 """
 
 from __future__ import annotations
@@ -11,85 +19,124 @@ from collections.abc import Sequence
 from typing import Literal
 
 from ..llm.api import Message, TokenLogprobs
-from ..llm.prompts import CLOSE, OPEN, QUOTES, Parsed, render_highlighted, render_plain, snippet, tok, version
+from ..llm.prompts import (
+    CLOSE,
+    DATA_NOTE,
+    DESCRIPTION,
+    OPEN,
+    QUOTES,
+    Parsed,
+    fence,
+    render_highlighted,
+    render_plain,
+    snippet,
+    tok,
+    version,
+)
 
 ScorerKind = Literal["detection", "fuzzing"]
 
+_INTRO = "You are checking a description of a latent (a learned feature) of a language model. "
+_TASK = {
+    "detection": "Decide whether the latent is active in a text excerpt: it is when the excerpt contains "
+    "something the description says the latent responds to.",
+    "fuzzing": f"In each text excerpt some tokens are marked like {OPEN}this{CLOSE}. Sometimes the marks "
+    "sit exactly where the latent fires, sometimes on other tokens. Decide whether the marked tokens are "
+    "ones the description says the latent fires on.",
+}
+_LIST_FORMAT = (
+    "You get several numbered excerpts; any number of them, from none to all, may be ones where the latent "
+    "is active. Reply with nothing but a list with one value per excerpt, in order: 1 if it is, 0 if not."
+)
+_SINGLE_FORMAT = "Reply with one word: Yes or No."
+_LIST_TAIL = "Reply with a list of exactly {n} values, each 1 or 0."
+_QUESTION = {
+    "detection": "Does the excerpt contain what the description says the latent responds to?",
+    "fuzzing": "Are the marked tokens ones the description says the latent fires on?",
+}
+
+
+def _system(kind: ScorerKind, mode: str) -> str:
+    return _INTRO + _TASK[kind] + "\n\n" + DATA_NOTE + "\n\n" + (_LIST_FORMAT if mode == "list" else _SINGLE_FORMAT)
+
+
+def _description(explanation: str) -> str:
+    return f"Description: {fence(explanation, DESCRIPTION)}"
+
+
 # --------------------------------------------------------------------------------------------
-# Scorer prompts
-
-_DETECTION_SYSTEM = (
-    "You are checking a description of a latent (a learned feature) of a language model. You "
-    "get the description and some numbered text excerpts. The latent is active somewhere in some "
-    "of the excerpts and silent in the others. For each excerpt decide whether the description "
-    "predicts that the latent is active in it: 1 if it does, 0 if it does not."
-    "\n\nReply with nothing but a list with one value per excerpt, in order, e.g. [1, 0, 0]."
-)
-_FUZZING_SYSTEM = (
-    "You are checking a description of a latent (a learned feature) of a language model. You "
-    f"get the description and some numbered text excerpts in which some tokens are marked like "
-    f"{OPEN}this{CLOSE}. In some excerpts the marked tokens are exactly where the latent fires; "
-    "in others the markers were placed on the wrong tokens. For each excerpt decide whether the "
-    "marked tokens are ones the description says the latent fires on: 1 if they are, 0 if not."
-    "\n\nReply with nothing but a list with one value per excerpt, in order, e.g. [1, 0, 0]."
-)
-_SCORER_USER_TAIL = "Reply with a list of exactly {n} values, each 1 or 0."
-
-
-def _scorer_user(explanation: str, rendered: Sequence[str]) -> str:
-    lines = [f"Description: {explanation}", ""]
-    lines += [f"Example {i}: {text}" for i, text in enumerate(rendered, 1)]
-    lines += ["", _SCORER_USER_TAIL.format(n=len(rendered))]
-    return "\n".join(lines)
-
-
-def _answer_list(labels: Sequence[int]) -> str:
-    return "[" + ", ".join(str(int(v)) for v in labels) + "]"
-
+# Worked example of the list mode: shown in a different order in each request.
 
 _TIME_UNITS = "units of time counted by a preceding number"
-# (tokens, highlight mask for fuzzing, detection label, fuzzing label)
-_SCORER_SHOT = (
+# (tokens, detection label, fuzzing label); the fuzzing marks are the tokens with activation
+_SHOT = (
     (tok(" We", " waited", " 20", (" minutes", 1.0), " for", " the", " bus"), 1, 1),
     (tok(" The", " minutes", " of", " the", " meeting", " were", (" filed", 1.0)), 0, 0),
     (tok(" Add", " two", (" cups", 1.0), " of", " flour"), 0, 0),
     (tok(" It", " lasted", (" four", 1.0), " days", " in", " total"), 1, 0),
     (tok(" The", " game", " ended", " after", " 3", (" hours", 1.0)), 1, 1),
+    (tok(" Call", " me", " back", (" later", 1.0), " today"), 0, 0),
 )
+SHOT_SIZE = len(_SHOT)
 
 
-def build_detection_messages(explanation: str, windows: Sequence[Sequence[str]]) -> tuple[Message, ...]:
-    """Explanation plus numbered plain-text windows (token strings); the answer is a 0/1 list."""
-    shot_user = _scorer_user(_TIME_UNITS, [render_plain(ex.token_strs) for ex, _, _ in _SCORER_SHOT])
-    shot_answer = _answer_list([det for _, det, _ in _SCORER_SHOT])
-    return (
-        {"role": "system", "content": _DETECTION_SYSTEM},
-        {"role": "user", "content": shot_user},
-        {"role": "assistant", "content": shot_answer},
-        {"role": "user", "content": _scorer_user(explanation, [render_plain(w) for w in windows])},
-    )
+def _render(kind: ScorerKind, token_strs: Sequence[str], marks: Sequence[bool] | None) -> str:
+    return render_highlighted(token_strs, marks) if kind == "fuzzing" and marks is not None else render_plain(token_strs)
 
 
-def build_fuzzing_messages(
-    explanation: str, windows: Sequence[tuple[Sequence[str], Sequence[bool]]]
+def _list_user(explanation: str, rendered: Sequence[str]) -> str:
+    lines = [_description(explanation), ""]
+    lines += [f"Example {i}: {fence(text)}" for i, text in enumerate(rendered, 1)]
+    lines += ["", _LIST_TAIL.format(n=len(rendered))]
+    return "\n".join(lines)
+
+
+def answer_list(labels: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(v)) for v in labels) + "]"
+
+
+def shot_answers(kind: ScorerKind, shot_order: Sequence[int]) -> list[int]:
+    """The worked example's answer list in this order (what a copying model would answer)."""
+    return [_SHOT[i][1 if kind == "detection" else 2] for i in shot_order]
+
+
+def list_messages(
+    kind: ScorerKind,
+    explanation: str,
+    windows: Sequence[tuple[Sequence[str], Sequence[bool] | None]],
+    shot_order: Sequence[int] = tuple(range(SHOT_SIZE)),
 ) -> tuple[Message, ...]:
-    """Explanation plus numbered windows with marked tokens (token strings, highlight mask)."""
-    shot_user = _scorer_user(
-        _TIME_UNITS, [render_highlighted(ex.token_strs, ex.active) for ex, _, _ in _SCORER_SHOT]
-    )
-    shot_answer = _answer_list([fuzz for _, _, fuzz in _SCORER_SHOT])
+    """System, a worked example (its windows in `shot_order`), then the numbered windows
+    (token strings, fuzzing marks or None) with the explanation; the answer is a 0/1 list."""
+    shot = [_SHOT[i][0] for i in shot_order]
+    shot_user = _list_user(_TIME_UNITS, [_render(kind, ex.token_strs, ex.active) for ex in shot])
     return (
-        {"role": "system", "content": _FUZZING_SYSTEM},
+        {"role": "system", "content": _system(kind, "list")},
         {"role": "user", "content": shot_user},
-        {"role": "assistant", "content": shot_answer},
-        {"role": "user", "content": _scorer_user(explanation, [render_highlighted(t, m) for t, m in windows])},
+        {"role": "assistant", "content": answer_list(shot_answers(kind, shot_order))},
+        {"role": "user", "content": _list_user(explanation, [_render(kind, t, m) for t, m in windows])},
     )
 
 
-def scorer_max_tokens(n_examples: int) -> int:
+def single_messages(kind: ScorerKind, explanation: str, token_strs: Sequence[str],
+                    marks: Sequence[bool] | None) -> tuple[Message, ...]:
+    """System, then one fenced window and the explanation; the answer is Yes or No. No worked
+    example: there is no example answer to copy."""
+    user = "\n".join([f"Excerpt: {fence(_render(kind, token_strs, marks))}", _description(explanation), "",
+                      f"{_QUESTION[kind]} Answer Yes or No."])
+    return ({"role": "system", "content": _system(kind, "single")}, {"role": "user", "content": user})
+
+
+def list_max_tokens(n_examples: int) -> int:
     """Room for "[1, 0, ...]" (about 2 tokens per value) plus a little slack for formatting."""
     return 4 * n_examples + 8
 
+
+SINGLE_MAX_TOKENS = 3  # "Yes", " No." and the like; P(yes) is read from the first answer token
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing: list answers
 
 _VALUE = {"1": 1, "0": 0, "yes": 1, "no": 0, "true": 1, "false": 0}
 _BRACKETED = re.compile(r"\[([^\[\]]*)\]")
@@ -142,6 +189,13 @@ def parse_binary_answers(text: str | None, n: int) -> Parsed[list[int]]:
     return Parsed(None, f"unparseable answer: {snippet(text)}")
 
 
+def copies_example(answers: Sequence[int], kind: ScorerKind, shot_order: Sequence[int]) -> bool:
+    """The answer is the worked example's own answer list (same length and values): it ignores
+    the windows and the explanation. Only decidable when the request had as many windows."""
+    example = shot_answers(kind, shot_order)
+    return len(answers) == len(example) and list(answers) == example
+
+
 def _digit(token: str) -> str | None:
     core = token.strip().strip("[](),;.'\"")
     return core if core in ("0", "1") else None
@@ -170,7 +224,46 @@ def answer_probabilities(logprobs: Sequence[TokenLogprobs] | None, answers: Sequ
         probs.append(mass["1"] / total if total > 0 else float(_digit(lp.token) == "1"))
     return probs
 
+
+# --------------------------------------------------------------------------------------------
+# Parsing: single answers
+
+_YES, _NO = frozenset({"yes", "y", "true", "1"}), frozenset({"no", "n", "false", "0"})
+
+
+def _yes_no(token: str) -> int | None:
+    word = token.strip().strip(QUOTES + ".,!:;*[]()").lower()
+    return 1 if word in _YES else 0 if word in _NO else None
+
+
+def parse_yes_no(text: str | None) -> Parsed[int]:
+    """1 for an answer that starts with yes, 0 for no (case, quotes and punctuation ignored)."""
+    if text is None or not text.strip():
+        return Parsed(None, "empty answer")
+    first = re.split(r"[\s,.!:;]+", text.strip().replace("**", ""), maxsplit=1)[0]
+    value = _yes_no(first)
+    return Parsed(value) if value is not None else Parsed(None, f"neither yes nor no: {snippet(text)}")
+
+
+def yes_probability(logprobs: Sequence[TokenLogprobs] | None) -> float | None:
+    """P(yes) / (P(yes) + P(no)) over the top alternatives of the first generated token that has
+    any yes- or no-like alternative; None without logprobs or without such a token."""
+    for lp in logprobs or ():
+        mass = [0.0, 0.0]  # no, yes
+        for alt, logp in lp.top.items():
+            value = _yes_no(alt)
+            if value is not None:
+                mass[value] += math.exp(logp)
+        if mass[0] + mass[1] > 0:
+            return mass[1] / (mass[0] + mass[1])
+    return None
+
+
 PROMPT_VERSIONS: dict[str, str] = {
-    "detection": version(build_detection_messages("<explanation>", [["x"]])),
-    "fuzzing": version(build_fuzzing_messages("<explanation>", [(["x"], [True])])),
+    f"{kind}/{mode}": version(
+        list_messages(kind, "<explanation>", [(["x"], [True])]) if mode == "list"
+        else single_messages(kind, "<explanation>", ["x"], [True])
+    )
+    for kind in ("detection", "fuzzing")
+    for mode in ("single", "list")
 }

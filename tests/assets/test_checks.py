@@ -13,7 +13,7 @@ from autointerp_assets.config import ChecksConfig
 from autointerp_assets.data.sampling import CONTEXT_SCHEMA, SKIPPED_SCHEMA
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
 from autointerp_assets.partitions import layer_range_partitions
-from autointerp_assets.scoring.classify import score_schema
+from autointerp_assets.scoring.scores import score_schema
 from autointerp_assets.store import layout
 from autointerp_assets.store.store import ArtifactStore
 from resources.storage import Storage

@@ -122,3 +122,53 @@ def test_latent_stats_cover_dead_latents(built):
     assert stats["dead"].to_list() == [False, False, True]
     assert stats.filter(pl.col("latent") == 1)["n_firing"].item() == 3
     assert stats.filter(pl.col("latent") == 1)["density"].item() == pytest.approx(3 / (200 * CTX))
+
+
+def _one_latent(firing: np.ndarray, seed: int = 0):
+    """tokens, seq ids and latent-major rows of latent 0 firing where `firing` [n_seq, CTX] is set."""
+    rng = np.random.default_rng(seed)
+    tokens = rng.integers(0, 50, size=firing.shape).astype(np.int32)
+    seq_ids = np.arange(firing.shape[0])
+    r, p = np.nonzero(firing)
+    frame = pl.DataFrame({"seq": seq_ids[r].astype(np.int64), "pos": p.astype(np.int32),
+                          "latent": np.zeros(r.size, dtype=np.int32), "value": rng.uniform(0.1, 10, r.size)},
+                         schema={"seq": pl.Int64, "pos": pl.Int32, "latent": pl.Int32, "value": pl.Float32})
+    return tokens, seq_ids, latent_slice([frame], range(0, 1))
+
+
+def test_n_top_gives_way_to_the_test_set_when_windows_are_scarce():
+    firing = np.zeros((100, CTX), dtype=bool)
+    firing[:8, 20] = True  # 8 activating windows, one per sequence
+    cfg = SamplingConfig(example_ctx_len=L, n_top=10, n_quantiles=3, n_per_quantile_explain=1, n_per_quantile_test=2,
+                         n_random_negatives=4, n_hard_negatives=2, min_examples=8, min_test_positives=5,
+                         min_test_negatives=4)
+    tokens, seq_ids, rows = _one_latent(firing)
+    ctx = build_contexts(rows, range(0, 1), tokens, seq_ids, lambda t: str(t), cfg)
+    ex = ctx.examples
+    test = ex.filter((pl.col("split") == "test") & pl.col("activating"))
+    explain = ex.filter((pl.col("split") == "explain") & pl.col("activating"))
+    assert test.height == 5 and explain.height == 3  # not 8 top windows for the explainer and none held out
+    # Negatives are untouched: n_hard_negatives + n_random_negatives.
+    assert ex.filter((pl.col("split") == "test") & ~pl.col("activating")).height == 6
+    assert ctx.skipped.is_empty()
+
+
+def test_a_latent_too_dense_for_negatives_is_skipped_and_the_shortfall_counted():
+    firing = np.ones((40, CTX), dtype=bool)
+    firing[0, :] = False  # one silent sequence: at most 4 silent windows in the whole corpus
+    cfg = SamplingConfig(example_ctx_len=L, n_top=4, n_quantiles=2, n_per_quantile_test=3, n_random_negatives=5,
+                         n_hard_negatives=0, min_test_negatives=5)
+    tokens, seq_ids, rows = _one_latent(firing)
+    ctx = build_contexts(rows, range(0, 1), tokens, seq_ids, lambda t: str(t), cfg)
+    assert ctx.examples.is_empty()
+    (reason,) = ctx.skipped["reason"].to_list()
+    assert reason.startswith("too dense: only ") and "sampling.min_test_negatives=5" in reason
+    short = ctx.shortfalls.row(0, named=True)
+    assert short["latent"] == 0 and short["split"] == "test" and short["wanted"] == 5 and short["found"] < 5
+
+
+def test_test_set_minimums_must_be_reachable():
+    with pytest.raises(ValueError, match="min_test_positives=9 exceeds"):
+        SamplingConfig(n_quantiles=2, n_per_quantile_test=4, min_test_positives=9)
+    with pytest.raises(ValueError, match="min_test_negatives=9 exceeds"):
+        SamplingConfig(n_random_negatives=4, n_hard_negatives=4, min_test_negatives=9)

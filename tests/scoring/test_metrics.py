@@ -38,11 +38,13 @@ def test_no_predicted_positives():
 
 
 def test_single_class_and_empty():
-    # Negatives only: tn = 2, fp = 1. Recall and F1 undefined; balanced accuracy = specificity 2/3.
+    # Negatives only: tn = 2, fp = 1. Recall and F1 undefined; so is balanced accuracy: a missing
+    # class is never averaged away (answering "0" everywhere would otherwise score 1.0).
     c = metrics.confusion([0, 0, 0], [0, 1, 0])
     assert math.isnan(metrics.recall(c))
     assert metrics.f1(c) == 0.0  # 2tp + fp + fn = 1 -> 0 / 1
-    assert metrics.balanced_accuracy(c) == pytest.approx(2 / 3)
+    assert math.isnan(metrics.balanced_accuracy(c))
+    assert math.isnan(metrics.balanced_accuracy(metrics.confusion([0, 0, 0], [0, 0, 0])))
     # Negatives only, all right: 2tp + fp + fn = 0 -> F1 undefined.
     assert math.isnan(metrics.f1(metrics.confusion([0, 0], [0, 0])))
     empty = metrics.confusion([], [])
@@ -79,3 +81,23 @@ def test_invalid_inputs():
         metrics.confusion([0, 1], [0])
     with pytest.raises(ValueError, match="length"):
         metrics.auroc([0, 1], [0.5])
+
+
+def test_summarise_counts_each_metrics_n_and_leaves_failures_out():
+    from autointerp_assets.scoring.base import Window, WindowScore
+
+    def w(activating, kind="quantile", quantile=0):
+        return Window(activating, kind, quantile if activating else -1, ("a",), (1.0 if activating else 0.0,))
+
+    scores = [WindowScore(1, w(True), score=0.9, pred=1), WindowScore(1, w(True, quantile=1), score=None, pred=0),
+              WindowScore(0, w(False, "random"), score=0.2, pred=0), WindowScore(0, w(False, "hard_negative"), pred=1),
+              WindowScore(1, w(True), failure="llm error: timeout"), WindowScore(0, w(False), pred=1, copied=True)]
+    out = metrics.summarise(list(metrics.METRICS), scores, metrics.Settings(n_bins=2, min_auroc_n=2))
+    assert out["auroc"] == metrics.Metric(1.0, 2)  # the two windows with a probability
+    assert out["balanced_accuracy"].value == pytest.approx((1 / 2 + 1 / 2) / 2) and out["balanced_accuracy"].n == 4
+    assert out["accuracy_by_quantile"] == metrics.Metric([1.0, 0.0], [1, 1])
+    assert out["random_negative_accuracy"] == metrics.Metric(1.0, 1)
+    assert out["hard_negative_accuracy"] == metrics.Metric(0.0, 1)
+    few = metrics.summarise(["auroc"], scores, metrics.Settings(n_bins=2, min_auroc_n=3))["auroc"]
+    assert few.value is None and few.n == 2 and "min_auroc_n=3" in few.why_null
+    assert metrics.lift([0.5, None], [0.25, 0.5]) == [0.25, None] and metrics.lift(0.75, None) is None

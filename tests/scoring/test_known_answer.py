@@ -1,0 +1,90 @@
+"""Known answers through the real pipeline: a JumpReLU coder configured as the `embed_tokens`
+hookpoint of the shipped SmolLM2, each latent firing exactly on chosen tokens (so its true
+explanation is known); corpus ... contexts materialised; the true explanations imported as
+`explanations` from a file; `scores` materialised. Each latent is also scored, through the same
+scorer on the same windows, with a shuffled explanation (another latent's: the chance baseline),
+and the true explanations must beat it by a clear margin. `bench/known_answer.py` runs the same
+path on all 16 latents with a shuffled assignment imported as well (the README's figures). The
+one-class and confidently-wrong cases are in test_trust.py.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from support import known_answer as ka
+from support.fake_openai_server import FaultServer
+
+from autointerp_assets.scoring.registry import SCORERS
+
+TRIGGERS = ka.TRIGGERS[::2]  # every other known-answer latent: single tokens and token classes
+MARGIN = 0.25  # mean AUROC lift over the chance baseline; measured lifts are in the README
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory, subject):
+    run = ka.Pipeline(tmp_path_factory.mktemp("known"), subject, TRIGGERS)
+    run.prepare()
+    return run
+
+
+@pytest.fixture(scope="module")
+def embedding_scores(pipeline):
+    pipeline.import_explanations(pipeline.true_texts(), "true")
+    return pipeline.scores(kinds=["embedding"])
+
+
+def test_true_explanations_beat_shuffled_ones_with_the_embedding_scorer(embedding_scores):
+    table = embedding_scores
+    assert table["status"].to_list() == ["ok"] * len(TRIGGERS) and table["chance_latent"].null_count() == 0
+    assert table["embedding_auroc_lift"].mean() >= MARGIN
+    gap = table["embedding_auroc"] - table["embedding_auroc_chance"] - table["embedding_auroc_lift"]
+    assert (gap.abs() < 1e-12).all()
+    assert (table["embedding_auroc_n"] == table["n_test_positives"] + table["n_test_negatives"]).all()
+    assert (table["embedding_auroc_chance_n"] == table["embedding_auroc_n"]).all()
+    assert table["scorer_model"].null_count() == table.height  # no LLM ran, none is named
+
+
+def test_every_score_column_has_its_n_chance_and_lift(embedding_scores):
+    columns = set(embedding_scores.columns)
+    for s, scorer in SCORERS.items():
+        for m in scorer.metrics:
+            assert {f"{s}_{m}_n", f"{s}_{m}_chance", f"{s}_{m}_chance_n", f"{s}_{m}_lift"} <= columns
+    metric_columns = [c for c in columns if c.endswith(("_auroc", "_balanced_accuracy", "_f1", "_precision", "_recall"))]
+    assert metric_columns and all(f"{c}_chance" in columns and f"{c}_lift" in columns for c in metric_columns)
+
+
+def keyword_reader(body: dict) -> str:
+    """An LLM that can only do one thing: answer Yes when a term the description quotes ("def")
+    is in the excerpt (detection) or is the marked span (fuzzing). Descriptions without a quoted
+    term get No. It reads the prompt as the real scorer sends it over HTTP."""
+    content = body["messages"][-1]["content"]
+    excerpt = re.search(r"<excerpt>(.*)</excerpt>", content).group(1)
+    terms = re.findall(r'"([^"]+)"', re.search(r"<description>(.*)</description>", content).group(1))
+    if "<<" in excerpt:
+        hit = any(span.strip() in terms for span in re.findall(r"<<(.*?)>>", excerpt))
+    else:
+        hit = any(re.search(rf"(?<!\w){re.escape(t)}(?!\w)", excerpt) for t in terms)
+    return "Yes" if hit else "No"
+
+
+def test_llm_scorers_over_http_separate_true_from_shuffled_explanations(pipeline):
+    """The LLM scorers' whole path (asset, resource, HTTP client, prompts, P(yes) from logprobs,
+    metrics, chance baseline): with a reader that follows the explanation, the true explanations
+    beat the shuffled ones. How far the shipped 135M model gets is measured in bench/ (README)."""
+    server = FaultServer()
+    server.answer = keyword_reader
+    try:
+        pipeline.import_explanations(pipeline.true_texts(), "true")
+        table = pipeline.scores(llm={"backend": "openai", "base_url": server.base_url, "model": "reader"},
+                                kinds=["detection", "fuzzing"], prompt_mode="single")
+    finally:
+        server.close()
+    assert set(table["llm_scorer_mode"]) == {"single"} and table["n_failed"].sum() == 0
+    quoted = [i for i, t in enumerate(TRIGGERS) if '"' in t.explanation]
+    assert len(quoted) >= len(TRIGGERS) // 2
+    for s in ("detection", "fuzzing"):
+        assert table[f"{s}_auroc_lift"].mean() >= MARGIN
+        assert table[f"{s}_balanced_accuracy_lift"].mean() >= MARGIN
+        assert table[f"{s}_auroc"].gather(quoted).mean() >= 0.9  # where the reader can read, it is right
