@@ -173,8 +173,8 @@ def _completion(raw: dict[str, Any] | None) -> Completion | None:
 class CachedAccounting:
     """Cache lookup and `Usage` bookkeeping shared by the HTTP and in-process backends.
 
-    Backends call `_lookup` first, `_finish` per answered request, and `_flush_cache` before
-    `complete_many` returns."""
+    Backends implement `_complete_many` over distinct requests: `_lookup` first, `_finish` per
+    answered request, and `_flush_cache` before it returns."""
 
     model_name: str
     usage: Usage
@@ -185,6 +185,21 @@ class CachedAccounting:
         self._price_in = price_in
         self._price_out = price_out
         self._usage_lock = threading.Lock()
+
+    def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Each distinct request answered once: equal prompts in one call (two latents sharing a
+        window and an explanation) get one answer, never two that differ with batch numerics."""
+        keys = [ResponseCache.key(self.model_name, r) for r in requests]
+        first: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
+        if len(first) == len(requests):
+            return self._complete_many(requests)
+        answers = dict(zip(first, self._complete_many([requests[i] for i in first.values()]), strict=True))
+        return [answers[key] for key in keys]
+
+    def _complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        raise NotImplementedError
 
     def _lookup(self, requests: Sequence[ChatRequest]) -> tuple[list[Completion | None], list[int]]:
         """Cached answers in request order, and the indices still to be answered."""

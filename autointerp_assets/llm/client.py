@@ -167,7 +167,7 @@ class OpenAICompatibleLLM(CachedAccounting):
             pass  # it answered; some servers simply have no /models route
         self._answered = True
 
-    def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def _complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Answer each request; raises `EndpointError` only when the endpoint is down."""
         results, misses = self._lookup(requests)
         if misses:

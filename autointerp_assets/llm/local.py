@@ -61,7 +61,7 @@ class LocalChatLLM(CachedAccounting):
             self._loaded = (tokenizer, model)
         return self._loaded
 
-    def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+    def _complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         results, misses = self._lookup(requests)
         with self._lock:
             # Group equal max_tokens, then similar prompt lengths, so batches waste little padding.

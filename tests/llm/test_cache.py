@@ -96,7 +96,7 @@ class Echo(CachedAccounting):
         super().__init__(cache)
         self.model_name, self.supports_logprobs, self.sent = "echo", True, 0
 
-    def complete_many(self, requests):
+    def _complete_many(self, requests):
         results, misses = self._lookup(requests)
         for i in misses:
             self.sent += 1
@@ -118,6 +118,14 @@ def test_rerun_makes_zero_calls_and_retries_only_failures(tmp_path):
     out = again.complete_many(reqs)
     assert again.sent == 1 and again.usage.cache_hits == 5 and not out[-1].ok  # only the failure is sent again
     assert again.usage.cost_usd == 0 and [c.cached for c in out[:5]] == [True] * 5
+
+
+def test_equal_requests_in_one_call_are_sent_once_and_share_the_answer(tmp_path):
+    reqs = [request(0), request(1), request(0), request(0)]
+    echo = Echo(ResponseCache(ArtifactStore(str(tmp_path)), scope="p"))
+    out = echo.complete_many(reqs)
+    assert echo.sent == 2 and echo.usage.requests == 2
+    assert out[0] is out[2] is out[3] and out[1] is not out[0]
 
 
 def test_the_cache_works_on_a_real_s3_server(s3_endpoint):

@@ -11,12 +11,14 @@ import polars as pl
 import pytest
 
 from autointerp_assets.assets.report import report
+from autointerp_assets.config import ProjectConfig
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
 from autointerp_assets.partitions import layer_partitions
 from autointerp_assets.report import plots
 from autointerp_assets.store import layout
 from autointerp_assets.store.activations import activations_dataset
 from autointerp_assets.store.store import ArtifactStore, partition_path
+from resources.project import Project
 from resources.storage import Storage
 
 LAYER = "layers.3"
@@ -62,7 +64,7 @@ def test_the_report_partition_shows_plots_and_typed_rounded_tables(store):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(layer_partitions.name, [LAYER])
     result = dg.materialize([report], partition_key=LAYER, instance=instance,
-                            resources={"storage": Storage(root=store.root)})
+                            resources={"storage": Storage(root=store.root), "project": Project.of(ProjectConfig())})
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     for name in ("score_distributions", "score_vs_frequency"):
         markdown = meta[name].value
