@@ -5,9 +5,10 @@ from __future__ import annotations
 import dagster as dg
 import polars as pl
 import pytest
+from support.project import small_config
 
 from autointerp_assets import checks
-from autointerp_assets.assets import ALL_ASSETS as all_assets
+from autointerp_assets.code_location import build_assets
 from autointerp_assets.config import ChecksConfig
 from autointerp_assets.data.sampling import CONTEXT_SCHEMA, SKIPPED_SCHEMA
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
@@ -86,7 +87,7 @@ def test_failure_ceilings():
 
 
 def test_every_asset_has_a_code_version():
-    versions = {k.to_user_string(): v for a in all_assets for k, v in a.code_versions_by_key.items()}
+    versions = {k.to_user_string(): v for a in build_assets(small_config()) for k, v in a.code_versions_by_key.items()}
     assert versions and all(versions.values()), versions
 
 
