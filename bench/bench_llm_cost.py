@@ -109,7 +109,7 @@ def uncached(prompts: list[list[int]]) -> int:
     return total
 
 
-def ours(tokenizer, table: pl.DataFrame, n_latents: int) -> dict[str, dict[str, float]]:
+def ours(tokenizer, table: pl.DataFrame, n_latents: int, per_prompt: int) -> dict[str, dict[str, float]]:
     sampling, explainer = SamplingConfig(), ExplainerConfig()
     skipped = pl.DataFrame(schema={"latent": pl.Int64, "reason": pl.Utf8})
     recorder = Recorder()
@@ -117,7 +117,7 @@ def ours(tokenizer, table: pl.DataFrame, n_latents: int) -> dict[str, dict[str, 
     by_kind: dict[str, list[ChatRequest]] = {"explanation": list(recorder.requests)}
     for kind in ("detection", "fuzzing"):
         recorder.requests = []
-        score_latents(table, explained, recorder, ScorerConfig(kinds=[kind], examples_per_prompt=PER_PROMPT), seed=0)
+        score_latents(table, explained, recorder, ScorerConfig(kinds=[kind], examples_per_prompt=per_prompt), seed=0)
         by_kind[kind] = list(recorder.requests)
     out = {}
     for kind, requests in by_kind.items():
@@ -186,18 +186,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference", type=Path, help="a checkout of EleutherAI/delphi")
     parser.add_argument("--latents", type=int, default=8)
+    parser.add_argument("--per-prompt", type=int, default=PER_PROMPT,
+                        help="our test windows per scoring prompt (the reference stays at its default 5)")
     args = parser.parse_args()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(loadable("smollm2-135m-instruct"))
     table = contexts_table(tokenizer, args.latents, SamplingConfig())
-    typical = {"explanation": len(tokenizer(f"Explanation: {EXPLANATION}")["input_ids"]),
-               "detection": len(tokenizer("[1,0,0,1,0]")["input_ids"]),
-               "fuzzing": len(tokenizer("[1,0,0,1,0]")["input_ids"])}
-    mine = ours(tokenizer, table, args.latents)
+    def answer(n: int) -> int:  # a list of n labels, e.g. [1,0,0,1,0]
+        return len(tokenizer("[" + ",".join("10"[i % 2] for i in range(n)) + "]")["input_ids"])
+
+    explanation = len(tokenizer(f"Explanation: {EXPLANATION}")["input_ids"])
+    typical = {"explanation": explanation, "detection": answer(args.per_prompt), "fuzzing": answer(args.per_prompt)}
+    typical_ref = {"explanation": explanation, "detection": answer(PER_PROMPT), "fuzzing": answer(PER_PROMPT)}
+    mine = ours(tokenizer, table, args.latents, args.per_prompt)
     ref = reference(tokenizer, load_reference(args.reference), table, args.latents) if args.reference else None
     print(f"per latent, {N_TEST_ACTIVATING}+{N_TEST_NON_ACTIVATING} test windows of {WINDOW} tokens, "
-          f"{PER_PROMPT} per prompt; SmolLM2 tokenizer and chat template; {args.latents} latents")
+          f"{args.per_prompt} per prompt (reference {PER_PROMPT}); SmolLM2 tokenizer and chat template; "
+          f"{args.latents} latents")
     for kind, m in mine.items():
         line = (f"{kind:11s} ours: {m['requests']:5.1f} requests, {m['prompt']:7.0f} prompt tokens "
                 f"({m['uncached']:6.0f} past a shared prefix), completion <= {m['max_completion']:5.0f} "
@@ -206,7 +212,7 @@ def main() -> None:
             r = ref[kind]
             line += (f" | reference: {r['requests']:5.1f} requests, {r['prompt']:7.0f} prompt tokens "
                      f"({r['uncached']:6.0f} past a shared prefix), typical completion "
-                     f"{typical[kind] * r['requests']:4.0f} | ours/reference prompt {m['prompt'] / r['prompt']:.2f}")
+                     f"{typical_ref[kind] * r['requests']:4.0f} | ours/reference prompt {m['prompt'] / r['prompt']:.2f}")
         print(line)
 
 

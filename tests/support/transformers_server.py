@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,13 +29,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def transformers_serve(model_dir: str, log_path: Path, start_timeout_s: float = 120.0) -> Iterator[str]:
-    """Yield the base URL (`http://127.0.0.1:PORT/v1`) of a running server; stop it on exit."""
+def transformers_serve(model_dir: str, log_path: Path, start_timeout_s: float = 120.0,
+                       extra_args: Sequence[str] = ()) -> Iterator[str]:
+    """Yield the base URL (`http://127.0.0.1:PORT/v1`) of a running server; stop it on exit.
+    extra_args go to `transformers serve` (e.g. --continuous-batching)."""
     port = free_port()
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "transformers.cli.transformers", "serve", model_dir,
-             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+             "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", *extra_args],
             stdout=log_file, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
             start_new_session=True,  # its own process group, so stopping it stops all of it
         )
