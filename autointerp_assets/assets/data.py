@@ -24,7 +24,7 @@ from ..data.sampling import build_contexts
 from ..partitions import from_layer, layer_partitions, layer_range_partitions, parse_latent_range
 from ..report.cost import estimate_cost
 from ..store import layout
-from .common import GPU_OP_TAGS, capture_kind, coder_config, layer_range, load_coder
+from .common import GPU_OP_TAGS, capture_kind, coder_config, layer_coder, layer_range, load_coder
 
 
 @dg.asset(code_version="1", group_name="data", kinds={"polars", "parquet"})
@@ -85,7 +85,7 @@ def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_mo
     coder = load_coder(project.config, store, layer, subject.width(capture))  # a trained SAE is read back: the round trip is checked
     coder_hash = coder.content_hash()
     store.write_json(f"sparse_coder/{layer}/lineage.json", {"coder_hash": coder_hash, **meta})
-    meta |= {"coder_hash": coder_hash, "n_latents": coder.n_latents, "d_in": coder.d_in,
+    meta |= {"coder_hash": coder_hash, "n_latents": coder.n_latents, "d_in": coder.d_in, "reads": coder.reads,
              "model_id": subject.model_id, "model_revision": subject.revision}
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(coder_hash))
 
@@ -106,8 +106,7 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
     tokens, seq_ids = layout.analysis_tokens(built)
     coders, coder_hashes = {}, {}
     for layer in layers:
-        capture = subject.resolve(layer, capture_kind(cfg, layer))
-        coder = load_coder(cfg, store, layer, subject.width(capture))
+        capture, coder = layer_coder(cfg, store, subject, layer)
         coder_hashes[layer] = coder.content_hash()
         coders[layer] = (capture, coder.to(subject.device, subject.dtype))
     run_tag = uuid.uuid4().hex[:8]  # chunks of a crashed run never mix with committed ones
