@@ -14,7 +14,7 @@ import threading
 from collections.abc import Sequence
 
 from ..store.store import ArtifactStore
-from .api import ChatRequest, Completion, TokenLogprobs, Usage, error_kind
+from .api import ChatRequest, Completion, PromptScore, PromptToken, ScoreRequest, TokenLogprobs, Usage, error_kind
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +31,48 @@ class ResponseCache:
         self.prefix = prefix.strip("/")
 
     @staticmethod
-    def key(model: str, request: ChatRequest) -> str:
-        payload = {
+    def _payload(model: str, request: ChatRequest | ScoreRequest) -> dict:
+        if isinstance(request, ScoreRequest):  # its own key space: "kind" never appears in a chat payload
+            return {"model": model, "kind": "prompt_logprobs", "prompt": request.prompt,
+                    "score_from": request.score_from, "top_logprobs": request.top_logprobs}
+        return {
             "model": model,
             "messages": [dict(m) for m in request.messages],
             "max_tokens": request.max_tokens,
             "temperature": request.temperature,
             "top_logprobs": request.top_logprobs,
         }
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def key(cls, model: str, request: ChatRequest | ScoreRequest) -> str:
+        canonical = json.dumps(cls._payload(model, request), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def path(self, model: str, request: ChatRequest) -> str:
+    def path(self, model: str, request: ChatRequest | ScoreRequest) -> str:
         digest = self.key(model, request)
         return f"{self.prefix}/{_slug(model)}/{digest[:2]}/{digest}.json"
+
+    def get_score(self, model: str, request: ScoreRequest) -> PromptScore | None:
+        path = self.path(model, request)
+        try:
+            raw = self.store.read_json(path)
+            tokens = tuple(PromptToken(t["text"], t["offset"], t["logprob"], t["top"]) for t in raw["tokens"])
+            return PromptScore(tokens=tokens, cached=True, prompt_tokens=raw["prompt_tokens"])
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("ignoring unreadable LLM cache entry %s: %s", path, e)
+            return None
+
+    def put_score(self, model: str, request: ScoreRequest, score: PromptScore) -> None:
+        if not score.ok:
+            return
+        self.store.write_json(self.path(model, request), {
+            **self._payload(model, request),
+            "tokens": [{"text": t.text, "offset": t.offset, "logprob": t.logprob, "top": t.top}
+                       for t in score.tokens or ()],
+            "prompt_tokens": score.prompt_tokens,
+        })
 
     def get(self, model: str, request: ChatRequest) -> Completion | None:
         path = self.path(model, request)
@@ -108,6 +136,36 @@ class CachedAccounting:
         with self._usage_lock:
             self.usage.cache_hits += len(requests) - len(misses)
         return results, misses
+
+    def _lookup_scores(self, requests: Sequence[ScoreRequest]) -> tuple[list[PromptScore | None], list[int]]:
+        results: list[PromptScore | None] = [
+            self.cache.get_score(self.model_name, r) if self.cache else None for r in requests
+        ]
+        misses = [i for i, c in enumerate(results) if c is None]
+        with self._usage_lock:
+            self.usage.cache_hits += len(requests) - len(misses)
+        return results, misses
+
+    def _finish_score(self, request: ScoreRequest, score: PromptScore, retries: int = 0, *,
+                      sent: bool = True, completion_tokens: int = 0) -> PromptScore:
+        """Count one prompt-scoring request (`sent=False`: refused before sending, a failure all the same)."""
+        with self._usage_lock:
+            u = self.usage
+            u.requests += int(sent)
+            u.retries += retries
+            u.prompt_tokens += score.prompt_tokens
+            u.completion_tokens += completion_tokens
+            u.cost_usd += (score.prompt_tokens * self._price_in + completion_tokens * self._price_out) / 1e6
+            if not score.ok:
+                u.failures += 1
+                kind = error_kind(score)
+                u.errors[kind] = u.errors.get(kind, 0) + 1
+        if self.cache is not None and score.ok:
+            try:
+                self.cache.put_score(self.model_name, request, score)
+            except Exception as e:  # noqa: BLE001 - the score is still good; only a rerun pays again
+                log.warning("could not cache a prompt score: %s: %s", type(e).__name__, e)
+        return score
 
     def _finish(self, request: ChatRequest, completion: Completion, retries: int = 0) -> Completion:
         """Count one answered request and cache it if it succeeded."""

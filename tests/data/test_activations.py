@@ -123,4 +123,4 @@ def test_every_accepted_hookpoint_form_reads_its_tensor(subject, tokens):
         capture = subject.resolve(hookpoint, where)
         got = forward_captures(subject, batch, [capture])[hookpoint]
         assert got.shape == (*batch.shape, subject.width(capture)) == ref.shape, hookpoint
-        torch.testing.assert_close(got.float(), ref.float(), atol=2e-2, rtol=2e-2, msg=lambda m: f"{hookpoint} {where}: {m}")
+        torch.testing.assert_close(got.float(), ref.float(), atol=2e-2, rtol=2e-2, msg=lambda m, h=hookpoint, w=where: f"{h} {w}: {m}")
