@@ -222,11 +222,14 @@ class OpenAICompatibleLLM(CachedAccounting):
     # -- prompt scoring (legacy completions with echo + logprobs) -----------------------------
     def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
         results, misses = self._lookup_scores(requests)
-        if misses:
-            workers = min(self.max_concurrency, len(misses))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-                for i, score in zip(misses, pool.map(lambda i: self._score(requests[i]), misses), strict=True):
-                    results[i] = score
+        copies: dict[ScoreRequest, list[int]] = {}  # equal requests are sent once
+        for i in misses:
+            copies.setdefault(requests[i], []).append(i)
+        if copies:
+            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(copies)), thread_name_prefix="llm") as pool:
+                for request, score in zip(copies, pool.map(self._score, copies), strict=True):
+                    for i in copies[request]:
+                        results[i] = score
         return results  # type: ignore[return-value]  # every slot is filled
 
     def _score(self, request: ScoreRequest) -> PromptScore:

@@ -132,3 +132,10 @@ def test_server_without_prompt_logprobs_is_detected_and_every_request_counted(se
     assert llm.usage.failures == 3 and server.n_requests == 1  # the rest are refused before sending
     assert SECRET not in " ".join(s.error for s in out)
     assert "vLLM or llama.cpp" in out[-1].error
+
+
+def test_equal_requests_are_sent_once(server):
+    llm = client(server)
+    out = llm.score_prompts([REQUESTS[2], REQUESTS[0], REQUESTS[2]])
+    assert server.n_requests == 2 and llm.usage.requests == 2
+    assert out[0].tokens == out[2].tokens

@@ -1,0 +1,105 @@
+"""Surprisal: the real SmolLM2 conditioned on an explanation gains more on windows holding what it
+names; failures are counted; tokens are matched by offset."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from autointerp_assets.llm.api import PromptScore, PromptToken, failed_score
+from autointerp_assets.llm.local import LocalChatLLM
+from autointerp_assets.scoring import metrics, surprisal
+
+# Python keywords as planted triggers: a window is "activating" when it holds the keyword.
+TRIGGERS = {" lambda": 'the Python keyword "lambda"', " yield": 'the Python keyword "yield"',
+            " assert": 'the Python keyword "assert"'}
+WINDOW, PER_CLASS = 20, 4
+
+
+@pytest.fixture(scope="module")
+def llm() -> LocalChatLLM:
+    return LocalChatLLM()
+
+
+@pytest.fixture(scope="module")
+def planted(llm) -> dict[str, tuple[list[str], list[int]]]:
+    """trigger -> (window texts, labels) cut from real stdlib sources."""
+    import ast
+    import functools
+    import inspect as insp
+    import unittest.case
+
+    tokenizer = llm._load()[0]
+    text = "".join(insp.getsource(m) for m in (ast, functools, unittest.case, random))
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    windows = [ids[i : i + WINDOW] for i in range(0, len(ids) - WINDOW, WINDOW)]
+    rng = random.Random(0)
+    out = {}
+    for trigger in TRIGGERS:
+        (tid,) = tokenizer(trigger, add_special_tokens=False)["input_ids"]
+        pos = [w for w in windows if tid in w]
+        neg = [w for w in windows if not set(w) & {t for t in ids if tokenizer.decode([t]) in TRIGGERS}]
+        rng.shuffle(pos)
+        rng.shuffle(neg)
+        chosen = pos[:PER_CLASS] + neg[:PER_CLASS]
+        assert len(chosen) == 2 * PER_CLASS
+        out[trigger] = ([tokenizer.decode(w) for w in chosen], [1] * PER_CLASS + [0] * PER_CLASS)
+    return out
+
+
+@pytest.mark.slow
+def test_true_explanations_beat_shuffled_ones_on_planted_triggers(llm, planted):
+    names = list(TRIGGERS)
+    true_auc, shuffled_auc = [], []
+    for k, trigger in enumerate(names):
+        texts, labels = planted[trigger]
+        for explanation, dest in ((TRIGGERS[trigger], true_auc), (TRIGGERS[names[(k + 1) % len(names)]], shuffled_auc)):
+            scores = surprisal.score_windows(llm, explanation, texts)
+            assert all(s.value is not None and s.failure is None for s in scores)
+            dest.append(metrics.auroc(labels, [s.value for s in scores]))
+    assert np.mean(true_auc) >= 0.8, true_auc
+    assert np.mean(true_auc) - np.mean(shuffled_auc) >= 0.3, (true_auc, shuffled_auc)
+    # The null-explanation request of a window is shared by every explanation: sent once.
+    n_windows = sum(len(texts) for texts, _ in planted.values())
+    assert llm.usage.requests == n_windows * 3
+
+
+def tokens(text: str, start: int) -> tuple[PromptToken, ...]:
+    words = text[start:].split(" ")
+    out, offset = [], start
+    for w in words:
+        out.append(PromptToken(w, offset, -1.0))
+        offset += len(w) + 1
+    return tuple(out)
+
+
+def test_requests_pair_each_window_with_the_null_explanation():
+    sent = surprisal.requests("numbers.", ["a b", "c d"])
+    assert [r.prompt.endswith(t) for r, t in zip(sent, ["a b", "a b", "c d", "c d"], strict=True)] == [True] * 4
+    assert "contains numbers.\n" in sent[0].prompt and surprisal.NULL_EXPLANATION in sent[1].prompt
+    assert all(r.prompt[r.score_from :] in ("a b", "c d") for r in sent)
+
+
+def test_gains_are_matched_by_offset_and_aggregated():
+    sent = surprisal.requests("x", ["one two three four"])
+    with_expl, null = sent
+    a = tokens(with_expl.prompt, with_expl.score_from)
+    b = tokens(null.prompt, null.score_from)
+    gains = [3.0, 0.5, 0.0, -1.0]
+    a = tuple(PromptToken(t.text, t.offset, -5.0 + g) for t, g in zip(a, gains, strict=True))
+    b = tuple(PromptToken(t.text, t.offset, -5.0) for t in b[:3])  # "four" missing on the null side: left out
+    scores = [PromptScore(a), PromptScore(b)]
+    (top,) = surprisal.window_scores(sent, scores)
+    (mean,) = surprisal.window_scores(sent, scores, aggregate="mean")
+    assert top.value == pytest.approx((3.0 + 0.5 + 0.0) / 3) and mean.value == pytest.approx(3.5 / 3)
+
+
+def test_a_failed_request_fails_its_window_with_the_reason():
+    sent = surprisal.requests("x", ["a b", "c d"])
+    ok = PromptScore(tokens(sent[2].prompt, sent[2].score_from))
+    scores = [failed_score("timeout", "no answer"), PromptScore(()), ok, PromptScore(tokens(sent[3].prompt, sent[3].score_from))]
+    first, second = surprisal.window_scores(sent, scores)
+    assert first.value is None and first.failure == "llm error: timeout: no answer"
+    assert second.value == pytest.approx(0.0) and second.failure is None
