@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from autointerp_assets.llm.api import PromptScore, PromptToken, failed_score
+from autointerp_assets.llm.cache import ResponseCache
 from autointerp_assets.llm.local import LocalChatLLM
 from autointerp_assets.scoring import metrics, surprisal
+from autointerp_assets.store.store import ArtifactStore
 
 # Python keywords as planted triggers: a window is "activating" when it holds the keyword.
 TRIGGERS = {" lambda": 'the Python keyword "lambda"', " yield": 'the Python keyword "yield"',
@@ -19,8 +21,8 @@ WINDOW, PER_CLASS = 20, 4
 
 
 @pytest.fixture(scope="module")
-def llm() -> LocalChatLLM:
-    return LocalChatLLM()
+def llm(tmp_path_factory) -> LocalChatLLM:
+    return LocalChatLLM(cache=ResponseCache(ArtifactStore(str(tmp_path_factory.mktemp("cache")))))
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +38,12 @@ def planted(llm) -> dict[str, tuple[list[str], list[int]]]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     windows = [ids[i : i + WINDOW] for i in range(0, len(ids) - WINDOW, WINDOW)]
     rng = random.Random(0)
+    trigger_ids = {trigger: tokenizer(trigger, add_special_tokens=False)["input_ids"][0] for trigger in TRIGGERS}
+    neg_all = [w for w in windows if not set(w) & set(trigger_ids.values())]
     out = {}
-    for trigger in TRIGGERS:
-        (tid,) = tokenizer(trigger, add_special_tokens=False)["input_ids"]
+    for trigger, tid in trigger_ids.items():
         pos = [w for w in windows if tid in w]
-        neg = [w for w in windows if not set(w) & {t for t in ids if tokenizer.decode([t]) in TRIGGERS}]
+        neg = list(neg_all)
         rng.shuffle(pos)
         rng.shuffle(neg)
         chosen = pos[:PER_CLASS] + neg[:PER_CLASS]
@@ -59,11 +62,12 @@ def test_true_explanations_beat_shuffled_ones_on_planted_triggers(llm, planted):
             scores = surprisal.score_windows(llm, explanation, texts)
             assert all(s.value is not None and s.failure is None for s in scores)
             dest.append(metrics.auroc(labels, [s.value for s in scores]))
+    print(f"surprisal AUROC true {np.round(true_auc, 2)} shuffled {np.round(shuffled_auc, 2)}")
     assert np.mean(true_auc) >= 0.8, true_auc
     assert np.mean(true_auc) - np.mean(shuffled_auc) >= 0.3, (true_auc, shuffled_auc)
-    # The null-explanation request of a window is shared by every explanation: sent once.
+    # The null-explanation request of a window is the same for every explanation: answered once.
     n_windows = sum(len(texts) for texts, _ in planted.values())
-    assert llm.usage.requests == n_windows * 3
+    assert llm.usage.requests == n_windows * 3 and llm.usage.cache_hits == n_windows
 
 
 def tokens(text: str, start: int) -> tuple[PromptToken, ...]:
