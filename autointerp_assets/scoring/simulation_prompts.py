@@ -3,9 +3,12 @@ models"): the model reads an explanation and writes, for each token, an activati
 
 Two renderings of the same few-shot conversation:
 - `all_at_once` (raw text, for prompt logprobs): every target token is written as
-  `token<TAB>unknown`; the distribution the model puts on the token after each tab, read from
-  the prompt's logprobs, is the prediction. One forward pass simulates every window of the
-  prompt, and the model never sees its own earlier guesses (as in Bills et al.'s all-at-once).
+  `token<TAB>0`; the distribution the model puts on the token after each tab, read from the
+  prompt's logprobs, is the prediction. One forward pass simulates every window of the prompt,
+  and the model never sees its own earlier guesses (Bills et al.'s all-at-once). Bills et al.
+  write `unknown` as the placeholder; with it the in-process SmolLM2-135M had no digit among its
+  top 10 alternatives at 30-45 % of the positions (left unread), with `0` at none. A constant
+  placeholder carries no information either way, and Pearson's r ignores the shift it adds.
 - `chat` (for servers without prompt logprobs): the model writes `token<TAB>N` lines, parsed in
   order; where the answer's logprobs exist, N is the expected value over the digit alternatives.
 """
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from ..llm.api import Message
 from ..llm.prompts import escape, version
 
-UNKNOWN = "unknown"
+PLACEHOLDER = "0"  # what the prompt shows as each target token's activation (see the module doc)
 MAX_ACTIVATION = 10
 _INTRO = (
     "We are studying latents (features) of a neural network. Each latent looks for one particular thing "
@@ -35,9 +38,11 @@ class _Shot:
     acts: tuple[int, ...]
 
 
+# One explanation that quotes its token and one that names a class: a small model learns the
+# literal mapping from the first, a large one the reading of descriptions from both.
 _SHOTS = (
-    _Shot("names of fruit", (" We", " bought", " two", " apples", " and", " a", " ripe", " mango", " at", " the",
-                             " market", "."), (0, 0, 0, 10, 0, 0, 1, 9, 0, 0, 0, 0)),
+    _Shot('the word "apples"', (" We", " bought", " two", " apples", " and", " a", " ripe", " mango", " and", " more",
+                                " apples", "."), (0, 0, 0, 10, 0, 0, 0, 0, 0, 0, 9, 0)),
     _Shot("a closing bracket that ends a function call in code", ("print", "(", "len", "(", "items", ")", " +", " 1",
                                                                  ")", "\n"), (0, 0, 0, 0, 0, 7, 0, 0, 10, 0)),
 )
@@ -56,7 +61,7 @@ def _header(index: int, explanation: str) -> str:
 
 
 def all_at_once_prompt(explanation: str, windows: Sequence[Sequence[str]]) -> tuple[str, list[list[int]]]:
-    """The raw-text prompt, and for each window the character offset of each token's `unknown`
+    """The raw-text prompt, and for each window the character offset of each token's placeholder
     (where the model's prediction for that token is read)."""
     text = _INTRO + "\n"
     for i, shot in enumerate(_SHOTS, 1):
@@ -69,7 +74,7 @@ def all_at_once_prompt(explanation: str, windows: Sequence[Sequence[str]]) -> tu
         for token in tokens:
             text += f"{escape(token)}\t"
             here.append(len(text))
-            text += f"{UNKNOWN}\n"
+            text += f"{PLACEHOLDER}\n"
         text += "<end>\n"
         offsets.append(here)
     return text, offsets
@@ -79,7 +84,7 @@ def chat_messages(explanation: str, tokens: Sequence[str]) -> tuple[Message, ...
     """System instructions, the few-shots as user/assistant turns, then the window to simulate."""
 
     def ask(expl: str, toks: Sequence[str]) -> str:
-        return f"Explanation: {expl}\nTokens:\n" + _block(toks, [UNKNOWN] * len(toks))
+        return f"Explanation: {expl}\nTokens:\n" + _block(toks, ["?"] * len(toks))
 
     messages: list[Message] = [{"role": "system", "content": _INTRO + " Answer with the lines only."}]
     for shot in _SHOTS:

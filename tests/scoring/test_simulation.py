@@ -10,7 +10,7 @@ from autointerp_assets.llm.api import ChatRequest, Completion, PromptScore, Prom
 from autointerp_assets.llm.prompts import escape
 from autointerp_assets.scoring import simulation
 from autointerp_assets.scoring.simulation import Simulated, Window
-from autointerp_assets.scoring.simulation_prompts import UNKNOWN, all_at_once_prompt, chat_messages
+from autointerp_assets.scoring.simulation_prompts import PLACEHOLDER, all_at_once_prompt, chat_messages
 
 WINDOWS = [(" def", " load", "(", "path", "):"), (" x", " =", " 1", "\n", "\t")]
 
@@ -20,11 +20,11 @@ def test_all_at_once_prompt_marks_where_each_prediction_is_read():
     assert [len(o) for o in offsets] == [5, 5]
     for tokens, where in zip(WINDOWS, offsets, strict=True):
         for token, offset in zip(tokens, where, strict=True):
-            assert text[offset : offset + len(UNKNOWN)] == UNKNOWN
+            assert text[offset : offset + len(PLACEHOLDER)] == PLACEHOLDER
             line = text[:offset].rsplit("\n", 1)[-1]
             assert line == escape(token) + "\t"  # escaped: one line per token
     assert "Explanation: function names\n" in text and text.count("<start>\n") == 4  # two few-shots + two windows
-    assert "\\n\t" + UNKNOWN in text and "\\t\t" + UNKNOWN in text
+    assert "\\n\t" + PLACEHOLDER in text and "\\t\t" + PLACEHOLDER in text
 
 
 def test_build_prompts_groups_windows_and_keeps_order():
@@ -46,7 +46,7 @@ def test_expected_value_renormalises_over_digits():
 def test_read_all_at_once_takes_each_tokens_position():
     prompt = simulation.build_prompts("x", WINDOWS[:1], all_at_once=True)[0]
     offsets = prompt.offsets[0]
-    tokens = tuple(PromptToken(UNKNOWN, o, -1.0, {"0": math.log(0.9), "9": math.log(0.1)}) for o in offsets[1:])
+    tokens = tuple(PromptToken(PLACEHOLDER, o, -1.0, {"0": math.log(0.9), "9": math.log(0.1)}) for o in offsets[1:])
     (window,) = simulation.read(prompt, PromptScore(tokens))
     assert window.values[0] is None  # no prediction read at the first token's position
     assert window.values[1:] == pytest.approx((0.9,) * 4)
@@ -93,3 +93,35 @@ def test_metrics_give_a_reason_whenever_r_is_null():
     assert silent["r"] is None and silent["reason"] == "no token of the held-out windows activates"
     unread = simulation.metrics(windows, [Simulated((None, 3.0)), Simulated((1.0, None))], 1)
     assert unread["n_unread"] == 2 and unread["n"] == 2
+
+
+@pytest.mark.slow
+def test_real_model_simulates_every_token_and_gives_r_or_a_reason():
+    """All-at-once simulation with the in-process SmolLM2 on planted triggers: every token is read,
+    every latent gets a finite r or a reason, the prompt cost is counted; true vs shuffled is printed
+    (the 135M model's signal is weak: see the README's measurements)."""
+    from support.planted import TRIGGERS, planted_windows
+
+    from autointerp_assets.llm.local import LocalChatLLM
+
+    llm = LocalChatLLM()
+    planted = planted_windows(llm._load()[0], 16, 3)
+    names = list(TRIGGERS)
+    r = {"true": [], "shuffled": []}
+    for k, trigger in enumerate(names):
+        ws = planted[trigger]
+        windows = [win(w.acts, w.activating, kind="quantile" if w.activating else "random") for w in ws]
+        for name, explanation in (("true", TRIGGERS[trigger]), ("shuffled", TRIGGERS[names[(k + 1) % 3]])):
+            prompts = simulation.build_prompts(explanation, [w.token_strs for w in ws], all_at_once=True,
+                                               windows_per_prompt=6)
+            answers = llm.score_prompts([p.request for p in prompts])
+            simulated: list[Simulated] = [Simulated(None)] * len(ws)
+            for prompt, answer in zip(prompts, answers, strict=True):
+                for row, s in zip(prompt.rows, simulation.read(prompt, answer), strict=True):
+                    simulated[row] = s
+            out = simulation.metrics(windows, simulated, n_bins=1)
+            assert out["n_failed"] == 0 and out["n"] + out["n_unread"] == 16 * 6 and out["n_unread"] <= 5
+            assert (out["r"] is not None and math.isfinite(out["r"])) or out["reason"]
+            r[name].append(out["r"] or 0.0)
+    assert llm.usage.prompt_tokens > 0 and llm.usage.failures == 0
+    print(f"simulation r true {[round(x, 3) for x in r['true']]} shuffled {[round(x, 3) for x in r['shuffled']]}")

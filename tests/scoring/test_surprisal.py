@@ -3,10 +3,9 @@ names; failures are counted; tokens are matched by offset."""
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
+from support.planted import TRIGGERS, planted_windows
 
 from autointerp_assets.llm.api import PromptScore, PromptToken, failed_score
 from autointerp_assets.llm.cache import ResponseCache
@@ -14,9 +13,6 @@ from autointerp_assets.llm.local import LocalChatLLM
 from autointerp_assets.scoring import metrics, surprisal
 from autointerp_assets.store.store import ArtifactStore
 
-# Python keywords as planted triggers: a window is "activating" when it holds the keyword.
-TRIGGERS = {" lambda": 'the Python keyword "lambda"', " yield": 'the Python keyword "yield"',
-            " assert": 'the Python keyword "assert"'}
 WINDOW, PER_CLASS = 20, 4
 
 
@@ -28,28 +24,8 @@ def llm(tmp_path_factory) -> LocalChatLLM:
 @pytest.fixture(scope="module")
 def planted(llm) -> dict[str, tuple[list[str], list[int]]]:
     """trigger -> (window texts, labels) cut from real stdlib sources."""
-    import ast
-    import functools
-    import inspect as insp
-    import unittest.case
-
-    tokenizer = llm._load()[0]
-    text = "".join(insp.getsource(m) for m in (ast, functools, unittest.case, random))
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    windows = [ids[i : i + WINDOW] for i in range(0, len(ids) - WINDOW, WINDOW)]
-    rng = random.Random(0)
-    trigger_ids = {trigger: tokenizer(trigger, add_special_tokens=False)["input_ids"][0] for trigger in TRIGGERS}
-    neg_all = [w for w in windows if not set(w) & set(trigger_ids.values())]
-    out = {}
-    for trigger, tid in trigger_ids.items():
-        pos = [w for w in windows if tid in w]
-        neg = list(neg_all)
-        rng.shuffle(pos)
-        rng.shuffle(neg)
-        chosen = pos[:PER_CLASS] + neg[:PER_CLASS]
-        assert len(chosen) == 2 * PER_CLASS
-        out[trigger] = ([tokenizer.decode(w) for w in chosen], [1] * PER_CLASS + [0] * PER_CLASS)
-    return out
+    windows = planted_windows(llm._load()[0], WINDOW, PER_CLASS)
+    return {t: ([w.text for w in ws], [int(w.activating) for w in ws]) for t, ws in windows.items()}
 
 
 @pytest.mark.slow
