@@ -42,7 +42,9 @@ from ..data.subject import Capture, Subject, forward_captures, steer
 from ..llm.api import PromptScore, ScoreRequest
 from ..llm.prompts import version
 
-_TEMPLATE = "{text}\n\nThe text above was written by a model that was nudged toward: "
+# Ends without a space: the explanation's first word then starts its own token (" music"), which a
+# trailing space in the template would merge into a token that starts before the scored part.
+_TEMPLATE = "{text}\n\nThe text above was written by a model that was nudged toward:"
 PROMPT_VERSION = version(_TEMPLATE)
 
 
@@ -148,7 +150,7 @@ def steer_latents(subject: Subject, coder: SparseCoder, hookpoint: str, latents:
 
 def explanation_request(explanation: str, text: str) -> ScoreRequest:
     head = _TEMPLATE.format(text=text)
-    return ScoreRequest(head + explanation.strip(), score_from=len(head))
+    return ScoreRequest(f"{head} {explanation.strip()}", score_from=len(head))
 
 
 @dataclass(frozen=True)

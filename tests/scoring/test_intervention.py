@@ -31,7 +31,7 @@ def test_deltas_subtract_the_clean_continuation_of_the_same_prompt():
 def test_requests_put_the_explanation_after_the_text():
     (request,) = intervention.requests_for(" music ", [Continuation(1, 1.0, 0, "la la")])
     assert request.prompt.startswith("la la\n\n") and request.prompt.endswith("toward: music")
-    assert request.prompt[request.score_from :] == "music"
+    assert request.prompt[request.score_from :] == " music"  # the first word's token starts in the scored part
 
 
 WORDS = {0: " music", 1: " water", 2: " Paris"}
