@@ -7,7 +7,7 @@ import torch
 
 from autointerp_assets.coders import Neurons, TopKSAE
 from autointerp_assets.data.activations import FIRST_POS, collect_hidden, stream_activations
-from autointerp_assets.data.subject import UnknownHookpointError, forward_captures
+from autointerp_assets.data.subject import UnknownHookpointError, forward_captures, steer
 
 pytestmark = pytest.mark.slow
 
@@ -124,3 +124,23 @@ def test_every_accepted_hookpoint_form_reads_its_tensor(subject, tokens):
         got = forward_captures(subject, batch, [capture])[hookpoint]
         assert got.shape == (*batch.shape, subject.width(capture)) == ref.shape, hookpoint
         torch.testing.assert_close(got.float(), ref.float(), atol=2e-2, rtol=2e-2, msg=lambda m, h=hookpoint, w=where: f"{h} {w}: {m}")
+
+
+def test_steer_adds_the_delta_where_the_coder_writes(subject, tokens):
+    batch = torch.from_numpy(tokens[:1].astype(np.int64))
+    residual = subject.resolve("layers.2")
+    mlp = subject.resolve("layers.2.mlp")
+    clean = forward_captures(subject, batch, [residual, mlp])
+    delta = torch.randn(subject.d_model, generator=torch.Generator().manual_seed(1))
+    with steer(residual, delta):
+        steered = forward_captures(subject, batch, [residual])[residual.hookpoint]
+    torch.testing.assert_close(steered.float(), clean[residual.hookpoint].float() + delta, atol=0.1, rtol=0.02)
+
+    neurons = subject.resolve("layers.2.mlp", "neurons")
+    with steer(neurons, 3.0 * torch.nn.functional.one_hot(torch.tensor(7), subject.width(neurons)).float()):
+        pushed = forward_captures(subject, batch, [mlp])[mlp.hookpoint]
+    column = subject.model.model.layers[2].mlp.down_proj.weight.detach().float()[:, 7]
+    torch.testing.assert_close(pushed.float(), clean[mlp.hookpoint].float() + 3.0 * column, atol=0.1, rtol=0.02)
+    with pytest.raises(ValueError, match="not its input"):
+        with steer(subject.resolve("layers.2.mlp", "input"), delta):
+            pass

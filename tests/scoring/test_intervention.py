@@ -74,5 +74,6 @@ def test_true_explanations_pick_out_their_latents_continuations(steered):
             out = intervention.deltas(latent, steered, answers, negatives=set(WORDS) - {latent})
             assert out.failed == 0 and len(out.own) == 6 and len(out.others) == 12
             dest.append(metrics.auroc([1] * len(out.own) + [0] * len(out.others), out.own + out.others))
+    print(f"intervention AUROC true {[round(a, 2) for a in true_auc]} shuffled {[round(a, 2) for a in shuffled_auc]}")
     assert sum(true_auc) / 3 >= 0.75, true_auc
     assert sum(true_auc) / 3 - sum(shuffled_auc) / 3 >= 0.3, (true_auc, shuffled_auc)
