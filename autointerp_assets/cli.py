@@ -7,7 +7,9 @@
                                                      record a human verdict on an explanation
 
 Runs use the persistent Dagster instance in $DAGSTER_HOME (default ./dagster_home),
-so `dagster dev` shows them afterwards with their lineage.
+so `dagster dev` shows them afterwards with their lineage. Bad input (a config field, file,
+partition key, credential or endpoint) is reported as one line naming the fix, exit status 2,
+before anything is registered or written.
 """
 
 from __future__ import annotations
@@ -34,6 +36,23 @@ def instance():
     return dg.DagsterInstance.get()
 
 
+# Dagster's own console log repeats every failure with its stack; the CLI prints the one line.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def failure_line(result) -> str:
+    """What failed and why, from a failed run: a user error's message alone, or a bug's message."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            data = event.event_specific_data
+            if data.user_failure_data is not None and data.user_failure_data.description:
+                return data.user_failure_data.description
+            error = data.error.cause or data.error if data.error else None
+            return (f"{error.cls_name}: {error.message.strip()} (a bug, not your input: the traceback is in the run "
+                    "log, `dagster dev`)" if error else "see the run log in the Dagster UI (dagster dev)")
+    return "see the run log in the Dagster UI (dagster dev)"
+
+
 def demo(layer: str | None, latent_range: str | None, through: str) -> int:
     import dagster as dg
 
@@ -41,22 +60,30 @@ def demo(layer: str | None, latent_range: str | None, through: str) -> int:
 
     from .assets import ALL_ASSETS
     from .config import load_config
+    from .partition_keys import check_layer, check_layer_and_range
     from .partitions import layer_ranges, partition_key, register_partitions
+    from .preflight import check_project
 
     cfg = load_config()
-    layer = layer or next(iter(cfg.hookpoints))
-    latent_range = latent_range or layer_ranges(cfg, layer)[0]
+    # Every input is checked before the instance is touched: a bad key registers nothing, runs nothing.
+    if latent_range:
+        layer, latent_range = check_layer_and_range(cfg, layer or next(iter(cfg.hookpoints)), latent_range)
+    else:
+        layer = check_layer(cfg, layer) if layer else next(iter(cfg.hookpoints))
+        latent_range = layer_ranges(cfg, layer)[0]
+    resources = build_resources(cfg)
+    check_project(cfg, [layer], with_llm=STAGES.index(through) >= STAGES.index("explanations"),
+                  storage_options=resources["storage"].storage_options())
     inst = instance()
     register_partitions(inst, cfg, [layer])
-    resources = build_resources(cfg)
     multi = partition_key(layer, latent_range)
     keys = {"corpus": None, "sparse_coder": layer, "activations": layer, "report": layer}
     for stage in STAGES[: STAGES.index(through) + 1]:
         print(f"== {stage} [{keys.get(stage, multi) or 'unpartitioned'}]", flush=True)
         result = dg.materialize(ALL_ASSETS, selection=[stage], partition_key=keys.get(stage, multi),
-                                resources=resources, instance=inst, raise_on_error=False)
+                                resources=resources, instance=inst, raise_on_error=False, run_config=QUIET)
         if not result.success:
-            print(f"{stage} failed; see the run log in the Dagster UI (dagster dev)", file=sys.stderr)
+            print(f"autointerp: {stage} failed: {failure_line(result)}", file=sys.stderr)
             return 1
     print(f"done: artefacts under {cfg.storage_root}/, runs in $DAGSTER_HOME={os.environ['DAGSTER_HOME']}")
     return 0
@@ -70,12 +97,18 @@ def review(layer: str, latent_range: str, latent: int, verdict: str, text: str |
     from resources import build_resources
 
     from .config import load_config
-    from .partitions import partition_key
+    from .partition_keys import check_layer_and_range
+    from .partitions import parse_latent_range, partition_key
     from .report.review import ReviewError, add_review
     from .store import layout
     from .store.store import partition_path
 
-    store = build_resources(load_config())["storage"].store()
+    cfg = load_config()
+    check_layer_and_range(cfg, layer, latent_range)
+    if latent not in parse_latent_range(latent_range):
+        print(f"autointerp: latent {latent} is not in range {latent_range}; pick a latent of that range", file=sys.stderr)
+        return 2
+    store = build_resources(cfg)["storage"].store()
     explanations = layout.read_partition(store, "explanations", layer, latent_range)
     path = partition_path("reviews", layer, latent_range)
     history = store.read_parquet(path) if store.exists(path) else None
@@ -97,6 +130,19 @@ def review(layer: str, latent_range: str, latent: int, verdict: str, text: str |
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .user_errors import message
+
+    try:
+        return _main(argv)
+    except Exception as e:
+        line = message(e)
+        if line is None:
+            raise  # a bug: its traceback is the useful output
+        print(f"autointerp: {line}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     import warnings
 
     import dagster as dg
@@ -128,17 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "review":
         return review(args.layer, args.latent_range, args.latent, args.verdict, args.text, args.reviewer)
     from .config import load_config
+    from .partition_keys import check_layer
     from .partitions import layer_partitions, register_partitions
 
-    inst = instance()
     if args.command == "add-layer":
         cfg = load_config()
-        unknown = [n for n in args.names if n not in cfg.hookpoints]
-        if unknown:
-            print(f"{unknown} have no sparse coder in the project config; add them under `hookpoints:` first",
-                  file=sys.stderr)
-            return 2
-        register_partitions(inst, cfg, args.names)
+        for name in args.names:
+            check_layer(cfg, name)  # before the instance: an unknown name registers nothing
+        register_partitions(instance(), cfg, args.names)
+    inst = instance()
     print("\n".join(inst.get_dynamic_partitions(layer_partitions.name)))
     return 0
 

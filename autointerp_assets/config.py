@@ -8,21 +8,27 @@ field's path and the fix.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import UserError
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("autointerp.yaml")
 CONFIG_ENV = "AUTOINTERP_CONFIG"
 # Dagster partition keys may not contain these characters.
 _FORBIDDEN_KEY_CHARS = re.compile(r"[|,\[\]/]")
+_ENV_VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "0.0.0.0")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The project config is invalid; the message names the field and the fix."""
 
 
@@ -79,6 +85,15 @@ class TrainTopKCoderConfig(_Strict):
     batch_tokens: int = Field(1024, gt=0)
     seed: int = 0
 
+    @model_validator(mode="after")
+    def _k_fits(self) -> TrainTopKCoderConfig:
+        if self.k > self.n_latents:
+            raise ValueError(f"k={self.k} exceeds n_latents={self.n_latents}; lower k or raise n_latents")
+        if self.batch_tokens > self.train_tokens:
+            raise ValueError(f"batch_tokens={self.batch_tokens} exceeds train_tokens={self.train_tokens}; "
+                             "lower batch_tokens or raise train_tokens")
+        return self
+
 
 class NeuronsCoderConfig(_Strict):
     """Raw MLP neurons (the MLP's hidden activations) as latents."""
@@ -86,6 +101,12 @@ class NeuronsCoderConfig(_Strict):
     kind: Literal["neurons"]
     n_latents: int = Field(gt=0, description="MLP hidden width, e.g. 1536 for SmolLM2-135M.")
     top_k: int | None = Field(None, gt=0, description="Keep only the k largest per token.")
+
+    @model_validator(mode="after")
+    def _top_k_fits(self) -> NeuronsCoderConfig:
+        if self.top_k is not None and self.top_k > self.n_latents:
+            raise ValueError(f"top_k={self.top_k} exceeds n_latents={self.n_latents}; lower top_k")
+        return self
 
 
 CoderConfig = Annotated[
@@ -161,8 +182,28 @@ class LLMConfig(_Strict):
     requests_per_minute: int | None = Field(None, gt=0)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(5, ge=0)
-    price_per_million_input: float = 0.0
-    price_per_million_output: float = 0.0
+    price_per_million_input: float = Field(0.0, ge=0)
+    price_per_million_output: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> LLMConfig:
+        if self.api_key_env is not None and not _ENV_VAR_NAME.match(self.api_key_env):
+            # Never echo the value: it may be the key itself, pasted in the wrong place.
+            raise ValueError("llm.api_key_env takes the NAME of an environment variable (e.g. OPENAI_API_KEY), "
+                             "not the key itself; export the key in that variable")
+        if self.backend != "openai":
+            return self
+        if not self.base_url:
+            raise ValueError("llm.backend 'openai' needs llm.base_url, e.g. http://127.0.0.1:8000/v1 for a local "
+                             "server or https://openrouter.ai/api/v1; or set llm.backend: local")
+        url = urlsplit(self.base_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"llm.base_url '{self.base_url}' is not an http(s) URL; write it like "
+                             "http://127.0.0.1:8000/v1")
+        if not self.api_key_env and url.hostname not in _LOCAL_HOSTS:
+            raise ValueError(f"llm.base_url {self.base_url} is remote but llm.api_key_env is not set; set it to the "
+                             "name of the environment variable holding the key (e.g. OPENAI_API_KEY)")
+        return self
 
 
 class ChecksConfig(_Strict):
@@ -180,6 +221,13 @@ class ChecksConfig(_Strict):
     )
     refresh_cron: str = Field("0 3 * * *", description="When the refresh schedules run (cron, UTC).")
     refresh_max_runs: int = Field(16, gt=0, description="Most runs one refresh schedule requests per tick.")
+
+    @field_validator("refresh_cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        if len(cron.split()) != 5:
+            raise ValueError(f"'{cron}' is not a 5-field cron string (minute hour day month weekday), e.g. '0 3 * * *'")
+        return cron
 
 
 class ProjectConfig(_Strict):
@@ -210,24 +258,75 @@ class ProjectConfig(_Strict):
                 raise ValueError(f"hookpoint '{name}' contains one of | , [ ] / (not allowed in partition keys)")
         return hookpoints
 
+    @field_validator("storage_root")
+    @classmethod
+    def _storage_root(cls, root: str) -> str:
+        if not root.strip():
+            raise ValueError("storage_root is empty; set a local directory (e.g. data) or s3://bucket/prefix")
+        if root.startswith("s3://") and not root[len("s3://"):].strip("/"):
+            raise ValueError(f"storage_root '{root}' names no bucket; write s3://bucket/prefix")
+        return root
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> ProjectConfig:
+        """Rules between sections, so a bad combination fails at load, not stages later."""
+        if self.sampling.example_ctx_len > self.corpus.ctx_len:
+            raise ValueError(f"sampling.example_ctx_len={self.sampling.example_ctx_len} exceeds "
+                             f"corpus.ctx_len={self.corpus.ctx_len}; lower sampling.example_ctx_len or raise corpus.ctx_len")
+        trained = {name: c for name, c in self.hookpoints.items() if isinstance(c, TrainTopKCoderConfig)}
+        sae_tokens = int(self.corpus.max_tokens * self.corpus.sae_train_fraction)
+        for name, coder in trained.items():
+            if sae_tokens < coder.batch_tokens:
+                raise ValueError(
+                    f"hookpoints.{name} trains an SAE on the corpus' SAE-training split, which holds at most "
+                    f"{sae_tokens} tokens (corpus.max_tokens x corpus.sae_train_fraction) but batch_tokens is "
+                    f"{coder.batch_tokens}; raise corpus.max_tokens or corpus.sae_train_fraction"
+                )
+        return self
+
+
+def _field_names() -> list[str]:
+    return sorted({name for model in _Strict.__subclasses__() for name in model.model_fields})
+
+
+def _describe(err: dict) -> str:
+    """One validation error as `field: problem (got value); fix`."""
+    where = ".".join(str(p) for p in err["loc"]) or "<root>"
+    if err["type"] == "extra_forbidden":
+        name = str(err["loc"][-1])
+        close = difflib.get_close_matches(name, _field_names(), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "remove it"
+        return f"{where}: unknown field; {hint} (every field is documented in autointerp_assets/config.py)"
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "value_error" and (not err["loc"] or str(err["loc"][-1]) in message):
+        return message  # the rule names its fields itself
+    if err["type"] == "missing":
+        return f"{where}: required field is missing; add it (documented in autointerp_assets/config.py)"
+    given = err.get("input")
+    if err["type"] not in ("missing", "value_error") and "api_key" not in where and isinstance(given, str | int | float):
+        message += f" (got {given!r})"
+    return f"{where}: {message}"
+
 
 def parse_config(raw: dict | None, source: str = "<dict>") -> ProjectConfig:
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"config {source} must be a YAML mapping of sections (subject_model:, hookpoints:, corpus:, "
+                          f"...), not a {type(raw).__name__}; start from autointerp_assets/autointerp.yaml")
     try:
         return ProjectConfig.model_validate(raw or {})
     except ValidationError as e:
-        lines = []
-        for err in e.errors():
-            where = ".".join(str(p) for p in err["loc"]) or "<root>"
-            lines.append(f"  {where}: {err['msg']}")
+        lines = [f"  {_describe(err)}" for err in e.errors()]  # type: ignore[arg-type]
         raise ConfigError(f"invalid autointerp config {source}:\n" + "\n".join(lines)) from None
 
 
 def load_config(path: str | os.PathLike | None = None) -> ProjectConfig:
     path = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"config file {path} does not exist; set ${CONFIG_ENV} to a valid YAML file")
     try:
         raw = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read ({e}); set ${CONFIG_ENV} to a readable YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"config file {path} is not valid YAML: {e}") from None
     return parse_config(raw, str(path))

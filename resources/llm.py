@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
+from autointerp_assets.config import ConfigError
 from autointerp_assets.llm.api import ChatLLM
 from autointerp_assets.llm.cache import ResponseCache
 from autointerp_assets.llm.client import OpenAICompatibleLLM
@@ -51,18 +52,19 @@ class LLMResource(dg.ConfigurableResource):
         return self._openai_client(cache)
 
     def check_reachable(self) -> None:
-        """Raise a clear error naming the URL if the endpoint does not answer."""
+        """Raise `EndpointError` naming the URL if the endpoint does not answer or refuses the key;
+        the LLM assets call it before any work (the local backend needs nothing)."""
         if self.backend == "openai":
             self._openai_client(cache=None).check_reachable()
 
     def _openai_client(self, cache: ResponseCache | None) -> OpenAICompatibleLLM:
         if not self.base_url:
-            raise ValueError(
+            raise ConfigError(
                 "LLM backend 'openai' needs base_url, e.g. base_url='http://127.0.0.1:8000/v1' for a "
                 "local server or 'https://openrouter.ai/api/v1'; or use backend='local'"
             )
         if not self.api_key and not is_local_url(self.base_url):
-            raise ValueError(
+            raise ConfigError(
                 f"LLM endpoint {self.base_url} is remote but no api_key is set: export OPENAI_API_KEY and "
                 "pass api_key=dg.EnvVar('OPENAI_API_KEY') (or set llm.api_key_env in the config); any placeholder "
                 "value works for a remote server without auth"

@@ -1,15 +1,54 @@
-"""What the asset modules share: the partition key of a run, the layer's coder, k8s GPU tags."""
+"""What the asset modules share: clear failures for bad input, the partition key of a run,
+the layer's coder, k8s GPU tags."""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
 
 import dagster as dg
 
 from ..coders import SparseCoder, load_sparse_coder
 from ..config import CoderConfig, NeuronsCoderConfig, ProjectConfig, TopKCoderConfig, TrainTopKCoderConfig
 from ..data.subject import Capture, Subject
+from ..partition_keys import check_partition_key
 from ..partitions import LAYER_DIM, RANGE_DIM
+from ..preflight import check_storage_writable
 from ..store import layout
 from ..store.store import ArtifactStore
+from ..user_errors import USER_ERRORS
+
+
+def _check_run_start(context: dg.AssetExecutionContext, resources: dict[str, Any]) -> None:
+    """Before any work: the partition key fits the project, storage is writable, the LLM answers."""
+    project = resources.get("project")
+    if project is not None and context.has_partition_key:
+        keys = context.partition_keys if context.has_partition_key_range else [context.partition_key]
+        for key in keys:
+            check_partition_key(project.config, str(key))
+    storage = resources.get("storage")
+    if storage is not None:
+        check_storage_writable(storage.root, storage.storage_options())
+    llm = resources.get("llm")
+    if llm is not None:
+        llm.check_reachable()
+
+
+def fails_clearly(asset_fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Check the run's inputs first; a `UserError` (a config field, file, key, credential or
+    endpoint to fix) becomes a `dg.Failure` whose description is the message and that is not
+    retried. Anything else is a bug and keeps its traceback."""
+
+    @functools.wraps(asset_fn)
+    def run(context: dg.AssetExecutionContext, *args: Any, **resources: Any) -> Any:
+        try:
+            _check_run_start(context, resources)
+            return asset_fn(context, *args, **resources)
+        except USER_ERRORS as e:
+            raise dg.Failure(description=str(e), allow_retries=False) from None
+
+    return run
 
 # On k8s (deploy/), only the GPU steps ask for a GPU.
 GPU_OP_TAGS = {"dagster-k8s/config": {

@@ -24,17 +24,22 @@ from ..data.sampling import build_contexts
 from ..partitions import from_layer, layer_partitions, layer_range_partitions, parse_latent_range
 from ..report.cost import estimate_cost
 from ..store import layout
-from .common import GPU_OP_TAGS, capture_kind, coder_config, layer_coder, layer_range, load_coder
+from .common import GPU_OP_TAGS, capture_kind, coder_config, fails_clearly, layer_coder, layer_range, load_coder
 
 
 @dg.asset(code_version="1", group_name="data", kinds={"polars", "parquet"})
+@fails_clearly
 def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
            storage: Storage) -> dg.MaterializeResult:
     """Tokenised context windows [n_seq, ctx_len] with their source documents."""
     cfg, store = project.config, storage.store()
     subject = subject_model.load()
-    docs = corpus_stage.documents(cfg.corpus, storage.storage_options())
+    skipped = corpus_stage.SkippedDocuments()  # binary or undecodable: left out, counted, reported
+    docs = corpus_stage.documents(cfg.corpus, storage.storage_options(), skipped)
     built = corpus_stage.build_corpus(docs, subject.tokenizer, cfg.corpus)
+    if skipped.items:
+        context.log.warning(f"skipped {len(skipped.items)} corpus documents that are not text, e.g. "
+                            f"{skipped.items[0][0]}: {skipped.items[0][1]}")
     store.write_parquet(layout.CORPUS_WINDOWS, built.windows)
     store.write_json(layout.CORPUS_META, {"content_hash": built.content_hash, "n_tokens": built.n_tokens})
     splits = built.windows["split"].value_counts()
@@ -45,6 +50,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
             "n_windows": built.windows.height,
             "n_tokens": built.n_tokens,
             "n_documents": built.windows["doc_id"].n_unique(),
+            **skipped.as_metadata(),
             "windows_by_split": dg.MetadataValue.json(dict(zip(*splits.to_dict(as_series=False).values()))),
             **lineage.subject_lineage(subject),
             "path": dg.MetadataValue.path(store.uri(layout.CORPUS_WINDOWS)),
@@ -59,6 +65,7 @@ def corpus(context: dg.AssetExecutionContext, project: Project, subject_model: S
 )
 
 
+@fails_clearly
 def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                  storage: Storage) -> dg.MaterializeResult:
     """The layer's sparse coder: loaded from a path, raw MLP neurons, or a TopK SAE trained here."""
@@ -96,6 +103,7 @@ def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_mo
 )
 
 
+@fails_clearly
 def activations(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
                 storage: Storage) -> dg.MaterializeResult:
     """Non-zero (seq, pos, latent, value) per layer, in chunks. A backfill of several
@@ -149,6 +157,7 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
 )
 
 
+@fails_clearly
 def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
     """Latent-major non-zeros of one latent range, plus per-latent stats."""
     layer, key = layer_range(context)
@@ -182,6 +191,7 @@ def latent_shards(context: dg.AssetExecutionContext, storage: Storage) -> dg.Mat
 )
 
 
+@fails_clearly
 def contexts(context: dg.AssetExecutionContext, project: Project, subject_model: SubjectModel,
              storage: Storage) -> dg.MaterializeResult:
     """Per latent: explanation examples and disjoint held-out test examples; skipped latents with reasons."""

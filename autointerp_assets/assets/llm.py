@@ -19,7 +19,7 @@ from ..scoring.embedding import SentenceEncoder, score_embedding
 from ..scoring.prompts import PROMPT_VERSIONS as SCORER_PROMPT_VERSIONS
 from ..store import layout
 from ..store.store import partition_path
-from .common import layer_range
+from .common import fails_clearly, layer_range
 
 PROMPT_VERSIONS = {**EXPLAIN_PROMPT_VERSIONS, **SCORER_PROMPT_VERSIONS}
 
@@ -46,6 +46,7 @@ class LatentSelection(dg.Config):
 )
 
 
+@fails_clearly
 def explanations(context: dg.AssetExecutionContext, config: LatentSelection, project: Project, storage: Storage,
                  llm: LLMResource) -> dg.MaterializeResult:
     """One plain-English explanation per latent; failures and skips recorded with reasons."""
@@ -91,6 +92,7 @@ def _sentence_encoder() -> SentenceEncoder:
 )
 
 
+@fails_clearly
 def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage,
            llm: LLMResource) -> dg.MaterializeResult:
     """Detection, fuzzing and embedding scores of each explanation on the held-out test examples."""

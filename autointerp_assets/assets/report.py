@@ -8,6 +8,7 @@ from .. import lineage
 from ..partitions import from_layer, layer_partitions
 from ..report.rollup import build_report
 from ..store import layout
+from .common import fails_clearly
 
 
 @dg.asset(
@@ -16,6 +17,7 @@ from ..store import layout
 )
 
 
+@fails_clearly
 def report(context: dg.AssetExecutionContext, storage: Storage) -> dg.MaterializeResult:
     """Per-layer roll-up of every scored latent range: table, histograms, score vs frequency."""
     layer, store = context.partition_key, storage.store()

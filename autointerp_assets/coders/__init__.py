@@ -20,12 +20,13 @@ from typing import Any
 from ..config import CoderConfig, TrainTopKCoderConfig
 from . import neurons, saelens, topk
 from .base import DEFAULT_MAX_ACTIVE, SparseCoder, SparseCoderError, SparseLatents, fvu
+from .files import Location, is_hub_id, locate
 from .neurons import Neurons
 from .saelens import JumpReLUSAE, ReLUSAE
 from .topk import TopKSAE, save_topk_sae
 
 __all__ = ["DEFAULT_MAX_ACTIVE", "LOADERS", "JumpReLUSAE", "Neurons", "ReLUSAE", "SparseCoder", "SparseCoderError",
-           "SparseLatents", "TopKSAE", "fvu", "load_sparse_coder", "save_topk_sae"]
+           "SparseLatents", "TopKSAE", "check_coder_files", "fvu", "load_sparse_coder", "save_topk_sae"]
 
 # config kind -> loader(config, fsspec options for s3:// paths, max_active cap)
 LOADERS: dict[str, Callable[[Any, dict[str, Any] | None, int], SparseCoder]] = {
@@ -34,6 +35,22 @@ LOADERS: dict[str, Callable[[Any, dict[str, Any] | None, int], SparseCoder]] = {
     "relu": saelens.relu_from_config,
     "neurons": neurons.from_config,
 }
+# config kind with files -> the width read from the files' headers alone (no weights, no model)
+CHECKERS: dict[str, Callable[[Location], int]] = {"topk": topk.check, "jumprelu": saelens.check,
+                                                  "relu": saelens.check}
+
+
+def check_coder_files(cfg: object, store_options: dict[str, Any] | None = None, *, hookpoint: str | None = None) -> None:
+    """Before a run: the configured coder's files exist, are readable and have the configured width.
+    Hub ids are left to the loader (checking them means downloading)."""
+    kind, path = getattr(cfg, "kind", None), getattr(cfg, "path", None)
+    if kind not in CHECKERS or path is None or is_hub_id(path):
+        return
+    n_latents = CHECKERS[cfg.kind](locate(cfg.path, store_options))
+    if n_latents != cfg.n_latents:
+        where = f"hookpoints.{hookpoint}" if hookpoint else "the hookpoint"
+        raise SparseCoderError(f"SAE at {cfg.path} has {n_latents} latents, but {where}.n_latents is "
+                               f"{cfg.n_latents}; set n_latents: {n_latents} (or pick the SAE of the configured width)")
 
 
 def _check_fit(coder: SparseCoder, source: str, cfg_n_latents: int, d_in_expected: int, hookpoint: str | None) -> None:

@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol
 import torch
 from torch import Tensor
 
+from ..errors import UserError
+
 # Cap on latents returned per token by coders without a fixed k (JumpReLU, ReLU, neurons).
 # Typical SAE L0 is 20-150; entries beyond the cap are counted in `SparseLatents.dropped`.
 DEFAULT_MAX_ACTIVE = 256
@@ -27,7 +29,7 @@ Reads = Literal["output", "input", "neurons"]
 Writes = Literal["output", "neurons"]
 
 
-class SparseCoderError(ValueError):
+class SparseCoderError(UserError, ValueError):
     """A coder cannot be loaded or does not fit its hookpoint; the message names the fix."""
 
 

@@ -1,27 +1,18 @@
-"""Where a coder's files are (a local path, any fsspec URL such as s3://..., or a hub id), and
-reading them so that a malformed file fails with its name and the fix, never half-loaded."""
+"""Where a coder's files are: a local path, any fsspec URL (s3://...), or a hub id."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
-import zipfile
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
-import numpy as np
-import safetensors
-import safetensors.torch
-import torch
-from torch import Tensor
 
 from .base import SparseCoderError
-
-_REFETCH = "the file is truncated or corrupt; copy or download it again"
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(#.+)?$")
 
@@ -40,15 +31,73 @@ class Location:
     def read(self, name: str) -> bytes:
         return self.fs.cat_file(f"{self.base}/{name}")
 
+    def where(self, name: str) -> str:
+        """The file as the user would find it, for messages."""
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def read_json(self, name: str) -> dict[str, Any]:
+        try:
+            value = json.loads(self.read(name))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise SparseCoderError(f"{self.where(name)} is not valid JSON ({e}); restore the file from where the "
+                                   "coder came from (or retrain it)") from None
+        if not isinstance(value, dict):
+            raise SparseCoderError(f"{self.where(name)} holds a JSON {type(value).__name__}, not an object; restore "
+                                   "the file from where the coder came from")
+        return value
+
+    def safetensors_shapes(self, name: str) -> dict[str, list[int]]:
+        """Tensor shapes from a safetensors header, checked against the file size: a truncated or
+        corrupt file is caught without reading its data."""
+        corrupt = (f"{self.where(name)} is truncated or not a safetensors file; re-download or re-save it "
+                   "(a trained SAE: re-materialise sparse_coder)")
+        path = f"{self.base}/{name}"
+        size = self.fs.size(path)
+        with self.fs.open(path, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise SparseCoderError(corrupt)
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
+                raise SparseCoderError(corrupt)
+            try:
+                header = json.loads(f.read(n))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise SparseCoderError(corrupt) from None
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"} if isinstance(header, dict) else None
+        try:
+            end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)  # type: ignore[union-attr]
+            shapes = {k: list(v["shape"]) for k, v in tensors.items()}  # type: ignore[union-attr]
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+            raise SparseCoderError(corrupt) from None
+        if 8 + n + end > size:
+            raise SparseCoderError(f"{self.where(name)} is truncated: its header describes {8 + n + end} bytes, the file "
+                                   f"has {size}; re-download or re-save it (a trained SAE: re-materialise sparse_coder)")
+        return shapes
+
+    def read_safetensors(self, name: str) -> dict:
+        import safetensors.torch
+
+        self.safetensors_shapes(name)  # a clear error for a truncated file
+        try:
+            return safetensors.torch.load(self.read(name))
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
+            raise SparseCoderError(f"{self.where(name)} cannot be read as safetensors ({e}); re-download or "
+                                   "re-save it") from None
+
     def listing(self) -> list[str]:
         if not self.fs.isdir(self.base):
             return []
         return sorted(os.path.basename(p.rstrip("/")) for p in self.fs.ls(self.base, detail=False))
 
 
+def is_hub_id(path: str) -> bool:
+    return "://" not in path and not Path(path).expanduser().exists() and bool(_HUB_ID.match(path))
+
+
 def locate(path: str, store_options: dict[str, Any] | None) -> Location:
     """Local path, any fsspec URL (s3://...), or a hub id 'org/repo' / 'org/repo#subfolder'."""
-    if "://" in path or Path(path).expanduser().exists() or not _HUB_ID.match(path):
+    if not is_hub_id(path):
         fs, base = fsspec.core.url_to_fs(os.path.expanduser(path), **(store_options or {}))
         return Location(fs, base.rstrip("/"), path)
     from huggingface_hub import snapshot_download
@@ -73,39 +122,7 @@ def missing(loc: Location, wanted: str, fix: str) -> SparseCoderError:
 
 
 
-def read_json(loc: Location, name: str) -> dict[str, Any]:
-    """A JSON object file (cfg.json); anything else is a clear error."""
-    try:
-        value = json.loads(loc.read(name))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SparseCoderError(f"{name} at {loc.uri} is not valid JSON ({e}); {_REFETCH}") from None
-    if not isinstance(value, dict):
-        raise SparseCoderError(f"{name} at {loc.uri} holds a JSON {type(value).__name__}, not an object; {_REFETCH}")
-    return value
-
-
-def read_tensors(loc: Location, name: str) -> dict[str, Tensor]:
-    """The tensors of a .safetensors or .npz file (numpy arrays become tensors)."""
-    data = loc.read(name)
-    try:
-        if name.endswith(".npz"):
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                return {key: torch.from_numpy(np.array(npz[key])) for key in npz.files}
-        return safetensors.torch.load(data)
-    except (safetensors.SafetensorError, zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        kind = "an .npz archive" if name.endswith(".npz") else "a safetensors file"
-        raise SparseCoderError(f"{name} at {loc.uri} cannot be read as {kind} ({type(e).__name__}: {e}); "
-                               f"{_REFETCH}") from None
-
-
-def config_value(cfg: dict[str, Any], key: str, loc: Location, name: str = "cfg.json") -> Any:
-    if key not in cfg:
-        raise SparseCoderError(f"{name} at {loc.uri} has no '{key}' (keys: {sorted(cfg)}); it is not the format "
-                               "this coder kind reads, or the file is incomplete")
-    return cfg[key]
-
-
-def require_tensors(tensors: dict[str, Tensor], keys: tuple[str, ...], loc: Location, name: str, what: str) -> None:
+def require_tensors(tensors: dict[str, Any], keys: tuple[str, ...], loc: Location, name: str, what: str) -> None:
     absent = [key for key in keys if key not in tensors]
     if absent:
-        raise SparseCoderError(f"{name} at {loc.uri} lacks {absent} (has {sorted(tensors)}); it is not {what}")
+        raise SparseCoderError(f"{loc.where(name)} lacks {absent} (has {sorted(tensors)}); it is not {what}")

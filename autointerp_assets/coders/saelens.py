@@ -9,16 +9,19 @@ ReLU SAE); kind `relu` reads a plain ReLU SAE in the same layout and refuses a t
 
 from __future__ import annotations
 
+import io
+import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..config import JumpReLUCoderConfig, ReLUCoderConfig
 from .base import DEFAULT_MAX_ACTIVE, Reads, SparseCoderError, SparseLatents, Writes, hash_coder, topk_of_active
-from .files import Location, locate, missing, read_json, read_tensors, require_tensors
+from .files import Location, locate, missing, require_tensors
 
 
 @dataclass(eq=False)
@@ -118,23 +121,55 @@ class JumpReLUSAE(ReLUSAE):
 
 
 _SAELENS_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
-_WEIGHT_FILES = ("params.npz", "sae_weights.safetensors")
+
+
+def _weights(loc: Location, what: str = "JumpReLU") -> tuple[Location, str]:
+    """(directory, weights file name); `loc` may point at the file itself."""
+    weights_name = next((n for n in ("params.npz", "sae_weights.safetensors") if loc.exists(n)), None)
+    if weights_name is None and loc.fs.isfile(loc.base):  # the path names the weights file
+        parent, weights_name = loc.base.rsplit("/", 1)
+        loc = Location(loc.fs, parent, loc.uri.rsplit("/", 1)[0])
+    if weights_name is None or not weights_name.endswith((".npz", ".safetensors")):
+        raise missing(
+            loc,
+            f"{what} SAE weights (params.npz or sae_weights.safetensors)",
+            "point `path` at the directory holding them or at the .npz/.safetensors file itself",
+        )
+    return loc, weights_name
+
+
+def check(loc: Location) -> int:
+    """The width, read cheaply: present, readable, not truncated."""
+    loc, weights_name = _weights(loc)
+    if weights_name.endswith(".safetensors"):
+        shape = loc.safetensors_shapes(weights_name).get("b_enc", [])
+    else:
+        try:
+            with loc.fs.open(f"{loc.base}/{weights_name}", "rb") as f, np.load(f) as npz:
+                shape = list(npz["b_enc"].shape) if "b_enc" in npz.files else []
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise SparseCoderError(f"{loc.where(weights_name)} is truncated or not an .npz archive ({e}); "
+                                   "re-download it") from None
+    if len(shape) != 1:
+        raise SparseCoderError(f"{loc.where(weights_name)} has no 1-d 'b_enc'; it is not a SAELens/Gemma Scope SAE")
+    if loc.exists("cfg.json"):
+        loc.read_json("cfg.json")
+    return int(shape[0])
 
 
 def load(loc: Location, max_active: int, *, plain_relu: bool = False) -> ReLUSAE:
     """Gemma Scope params.npz or SAELens safetensors; `loc` may point at the file itself."""
-    weights_name = next((n for n in _WEIGHT_FILES if loc.exists(n)), None)
-    if weights_name is None and loc.fs.isfile(loc.base):  # the path names the weights file
-        parent, weights_name = loc.base.rsplit("/", 1)
-        loc = Location(loc.fs, parent, loc.uri)
-    if weights_name is None or not weights_name.endswith((".npz", ".safetensors")):
-        raise missing(
-            loc,
-            f"{'ReLU' if plain_relu else 'JumpReLU'} SAE weights (params.npz or sae_weights.safetensors)",
-            "point `path` at the directory holding them or at the .npz/.safetensors file itself",
-        )
-    cfg = read_json(loc, "cfg.json") if loc.exists("cfg.json") else {}
-    tensors = read_tensors(loc, weights_name)
+    loc, weights_name = _weights(loc, "ReLU" if plain_relu else "JumpReLU")
+    if weights_name.endswith(".npz"):
+        try:
+            with np.load(io.BytesIO(loc.read(weights_name))) as npz:
+                tensors = {name: torch.from_numpy(npz[name].copy()) for name in npz.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+            raise SparseCoderError(f"{loc.where(weights_name)} is truncated or not an .npz archive ({e}); "
+                                   "re-download it") from None
+    else:
+        tensors = loc.read_safetensors(weights_name)
+    cfg = loc.read_json("cfg.json") if loc.exists("cfg.json") else {}
     require_tensors(tensors, _SAELENS_KEYS, loc, weights_name, "a SAELens / Gemma Scope SAE")
     common = {key: tensors[key] for key in _SAELENS_KEYS}
     options = {"subtract_b_dec": bool(cfg.get("apply_b_dec_to_input", False)), "max_active": max_active}
@@ -150,13 +185,13 @@ def load(loc: Location, max_active: int, *, plain_relu: bool = False) -> ReLUSAE
         else:
             raise SparseCoderError(
                 f"it has no 'threshold' (has {sorted(tensors)}) and no cfg.json saying architecture: standard; "
-                "for a plain ReLU SAE set kind: relu"
+                "it is neither a JumpReLU nor a plain ReLU SAE (for a plain ReLU SAE set kind: relu)"
             )
     except SparseCoderError as e:
-        raise SparseCoderError(f"{weights_name} at {loc.uri}: {e}") from None
+        raise SparseCoderError(f"{loc.where(weights_name)}: {e}") from None
     for key, actual in (("d_in", sae.d_in), ("d_sae", sae.n_latents)):
         if key in cfg and int(cfg[key]) != actual:
-            raise SparseCoderError(f"cfg.json at {loc.uri} says {key}={cfg[key]}, but {weights_name} has {actual}; "
+            raise SparseCoderError(f"{loc.where('cfg.json')} says {key}={cfg[key]}, but {weights_name} has {actual}; "
                                    "the two files must come from the same checkpoint; copy both again")
     return sae
 

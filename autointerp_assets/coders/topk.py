@@ -23,7 +23,7 @@ from torch import Tensor
 from ..config import TopKCoderConfig
 from ..store.store import ArtifactStore
 from .base import Reads, SparseCoderError, SparseLatents, Writes, hash_coder
-from .files import Location, config_value, locate, missing, read_json, read_tensors, require_tensors
+from .files import Location, locate, missing, require_tensors
 
 
 @dataclass(eq=False)
@@ -113,11 +113,7 @@ class TopKSAE:
         return hash_coder({"kind": self.kind, "k": self.k, "transcoder": self.transcoder}, self.tensors())
 
 
-_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
-_FIX_PAIR = "cfg.json and sae.safetensors must come from the same checkpoint; copy both again"
-
-
-def load(loc: Location) -> TopKSAE:
+def _read_cfg(loc: Location) -> dict[str, Any]:
     if not (loc.exists("cfg.json") and loc.exists("sae.safetensors")):
         raise missing(
             loc,
@@ -125,22 +121,43 @@ def load(loc: Location) -> TopKSAE:
             "point `path` at the directory holding both; for a repo with one SAE per hookpoint, "
             "add the hookpoint's folder ('.../repo#layers.6' or 's3://bucket/sae/layers.6')",
         )
-    cfg = read_json(loc, "cfg.json")
+    cfg = loc.read_json("cfg.json")
+    if "k" not in cfg:
+        raise SparseCoderError(f"{loc.where('cfg.json')} has no 'k' (active latents per token); it is not a sparsify "
+                               "TopK SAE config: add \"k\" or use the coder's original cfg.json")
     if cfg.get("activation", "topk") != "topk":
         raise SparseCoderError(f"SAE at {loc.uri} uses activation '{cfg['activation']}'; only 'topk' is supported")
     if cfg.get("skip_connection"):
         raise SparseCoderError(f"SAE at {loc.uri} has a skip connection (skip transcoder); not supported yet")
-    k = config_value(cfg, "k", loc)
-    tensors = read_tensors(loc, "sae.safetensors")
+    return cfg
+
+
+def check(loc: Location) -> int:
+    """The width, from the files' headers alone: present, readable, not truncated."""
+    _read_cfg(loc)
+    shapes = loc.safetensors_shapes("sae.safetensors")
+    if len(shapes.get("encoder.weight", [])) != 2:
+        raise SparseCoderError(f"{loc.where('sae.safetensors')} has no 2-d 'encoder.weight' (has {sorted(shapes)}); "
+                               "it is not a sparsify SAE")
+    return int(shapes["encoder.weight"][0])
+
+
+def load(loc: Location) -> TopKSAE:
+    cfg = _read_cfg(loc)
+    tensors = loc.read_safetensors("sae.safetensors")
     require_tensors(tensors, _TENSORS, loc, "sae.safetensors", "a sparsify SAE with a decoder")
     try:
-        sae = TopKSAE(*(tensors[key] for key in _TENSORS), k=int(k), transcoder=bool(cfg.get("transcode", False)))
+        sae = TopKSAE(*(tensors[key] for key in _TENSORS), k=int(cfg["k"]), transcoder=bool(cfg.get("transcode", False)))
     except SparseCoderError as e:
-        raise SparseCoderError(f"sae.safetensors at {loc.uri}: {e}; {_FIX_PAIR}") from None
+        raise SparseCoderError(f"{loc.where('sae.safetensors')}: {e}; {_FIX_PAIR}") from None
     if "d_in" in cfg and int(cfg["d_in"]) != sae.d_in:
-        raise SparseCoderError(f"cfg.json at {loc.uri} says d_in={cfg['d_in']}, but the weights have {sae.d_in}; "
+        raise SparseCoderError(f"{loc.where('cfg.json')} says d_in={cfg['d_in']}, but the weights have {sae.d_in}; "
                                f"{_FIX_PAIR}")
     return sae
+
+
+_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
+_FIX_PAIR = "cfg.json and sae.safetensors must come from the same checkpoint; copy both again"
 
 
 def from_config(cfg: TopKCoderConfig, store_options: dict[str, Any] | None, max_active: int) -> TopKSAE:

@@ -14,9 +14,10 @@ import io
 import itertools
 import json
 import random
+import re
 import sysconfig
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from ..config import CorpusConfig
+from ..errors import UserError
 
 SAE_TRAIN = "sae_train"
 ANALYSIS = "analysis"
@@ -40,8 +42,50 @@ class Document:
     text: str
 
 
-class EmptyCorpusError(ValueError):
+class EmptyCorpusError(UserError, ValueError):
     pass
+
+
+class CorpusError(UserError, ValueError):
+    """A corpus path or column that cannot be read; the message names it and the fix."""
+
+
+# -- undecodable documents: skipped, counted, reported ---------------------------------------
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_MAX_CONTROL_SHARE = 0.01  # text has next to none; binary decoded by luck has many
+_REPORTED = 20
+
+
+@dataclass
+class SkippedDocuments:
+    """Documents left out because they are not text: (doc id, reason). Reported in the metadata."""
+
+    items: list[tuple[str, str]] = field(default_factory=list)
+
+    def as_metadata(self) -> dict[str, object]:
+        shown = [f"{doc}: {why}" for doc, why in self.items[:_REPORTED]]
+        return {"n_skipped_documents": len(self.items),
+                "skipped_documents": "\n".join(shown) + ("\n…" if len(self.items) > _REPORTED else "")}
+
+
+def text_problem(text: str) -> str | None:
+    """Why a decoded string is not text (binary that happened to decode), or None."""
+    if "\x00" in text:
+        return "binary: contains NUL bytes"
+    control = len(_CONTROL.findall(text))
+    if control > _MAX_CONTROL_SHARE * len(text):
+        return f"binary: {control} control characters in {len(text)}"
+    return None
+
+
+def decode_text(data: bytes) -> tuple[str | None, str | None]:
+    """(text, None) for UTF-8 text, else (None, why): never a string full of replacement characters."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        return None, f"not UTF-8 text (undecodable byte at offset {e.start})"
+    problem = text_problem(text)
+    return (None, problem) if problem else (text, None)
 
 
 # -- sources ---------------------------------------------------------------------------------
@@ -64,7 +108,7 @@ def stdlib_documents(seed: int) -> Iterator[Document]:
         yield from (d for d in pair if d is not None)
 
 
-def _expand(paths: list[str], storage_options: dict | None) -> list[str]:
+def expand_paths(paths: list[str], storage_options: dict | None) -> list[str]:
     found: list[str] = []
     for pattern in paths:
         fs, _ = fsspec.core.url_to_fs(pattern, **(storage_options or {}))
@@ -75,31 +119,85 @@ def _expand(paths: list[str], storage_options: dict | None) -> list[str]:
 
 
 def _open_bytes(path: str, storage_options: dict | None) -> bytes:
-    with fsspec.open(path, "rb", **(storage_options or {})) as f:
-        return f.read()
+    try:
+        with fsspec.open(path, "rb", **(storage_options or {})) as f:
+            return f.read()
+    except IsADirectoryError:
+        raise CorpusError(f"corpus.paths: {path} is a directory; list files or a glob such as "
+                          f"{path.rstrip('/')}/**/*.txt") from None
+    except FileNotFoundError:
+        raise CorpusError(f"corpus.paths: {path} does not exist; fix the path or use a glob") from None
 
 
-def file_documents(cfg: CorpusConfig, storage_options: dict | None) -> Iterator[Document]:
-    paths = _expand(cfg.paths, storage_options)
+def _rows(path: str, data: bytes, cfg: CorpusConfig, skipped: SkippedDocuments) -> list[object]:
+    """The text column of a jsonl or parquet file; unreadable lines and files are skipped."""
+    column = cfg.text_column
+    if cfg.source == "jsonl":
+        text, why = decode_text(data)
+        if text is None:
+            skipped.items.append((path, str(why)))
+            return []
+        records = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                skipped.items.append((f"{path}:{n}", f"not JSON ({e.msg})"))
+                continue
+            if isinstance(record, dict):
+                records.append(record)
+            else:
+                skipped.items.append((f"{path}:{n}", "not a JSON object"))
+        if records and not any(column in r for r in records):
+            raise CorpusError(f"{path} has no field '{column}' (fields: {sorted(records[0])}); set "
+                              "corpus.text_column to the field holding the text")
+        return [r.get(column) for r in records]
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+    except Exception as e:  # noqa: BLE001 - polars/arrow raise many kinds for a non-parquet file
+        skipped.items.append((path, f"not a parquet file ({type(e).__name__})"))
+        return []
+    if column not in frame.columns:
+        raise CorpusError(f"{path} has no column '{column}' (columns: {frame.columns}); set "
+                          "corpus.text_column to the column holding the text")
+    return frame[column].to_list()
+
+
+def file_documents(cfg: CorpusConfig, storage_options: dict | None,
+                   skipped: SkippedDocuments | None = None) -> Iterator[Document]:
+    """Text documents of the configured files; what is not text is skipped and recorded in `skipped`."""
+    skipped = SkippedDocuments() if skipped is None else skipped
+    paths = expand_paths(cfg.paths, storage_options)
     if not paths:
         raise EmptyCorpusError(f"corpus.paths {cfg.paths} matched no files; fix the paths or globs")
+    n_yielded = 0
     for path in paths:
         data = _open_bytes(path, storage_options)
         if cfg.source == "files":
-            yield Document(path, data.decode("utf-8", errors="replace"))
+            text, why = decode_text(data)
+            if text is None:
+                skipped.items.append((path, str(why)))
+                continue
+            n_yielded += 1
+            yield Document(path, text)
             continue
-        if cfg.source == "jsonl":
-            rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
-            frame = pl.DataFrame(rows) if rows else pl.DataFrame()
-        else:
-            frame = pl.read_parquet(io.BytesIO(data))
-        if cfg.text_column not in frame.columns:
-            raise ValueError(
-                f"{path} has no column '{cfg.text_column}' (columns: {frame.columns}); set corpus.text_column"
-            )
-        for i, text in enumerate(frame[cfg.text_column].to_list()):
-            if text:
-                yield Document(f"{path}#{i}", str(text))
+        for i, value in enumerate(_rows(path, data, cfg, skipped)):
+            if not value:
+                continue
+            text = str(value)
+            why = text_problem(text)
+            if why:
+                skipped.items.append((f"{path}#{i}", why))
+                continue
+            n_yielded += 1
+            yield Document(f"{path}#{i}", text)
+    if not n_yielded and skipped.items:
+        doc, why = skipped.items[0]
+        wanted = {"files": "UTF-8 text files", "jsonl": "JSON-lines files", "parquet": "parquet files"}[cfg.source]
+        raise EmptyCorpusError(f"every corpus document was skipped ({len(skipped.items)}; first: {doc}: {why}); "
+                               f"corpus.source is '{cfg.source}', so point corpus.paths at {wanted}")
 
 
 def hub_documents(cfg: CorpusConfig) -> Iterator[Document]:
@@ -112,12 +210,14 @@ def hub_documents(cfg: CorpusConfig) -> Iterator[Document]:
         yield Document(f"{cfg.dataset}#{i}", str(row[cfg.text_column]))
 
 
-def documents(cfg: CorpusConfig, storage_options: dict | None = None) -> Iterator[Document]:
+def documents(cfg: CorpusConfig, storage_options: dict | None = None,
+              skipped: SkippedDocuments | None = None) -> Iterator[Document]:
+    """The configured source's documents; those that are not text are skipped and added to `skipped`."""
     if cfg.source == "stdlib":
         return stdlib_documents(cfg.seed)
     if cfg.source == "hub":
         return hub_documents(cfg)
-    return file_documents(cfg, storage_options)
+    return file_documents(cfg, storage_options, skipped)
 
 
 # -- tokenisation ----------------------------------------------------------------------------

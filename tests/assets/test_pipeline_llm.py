@@ -51,11 +51,14 @@ def test_local_default_through_scores_and_report(data_root, instance):
         assert meta["llm_requests"] == 0 and meta["llm_cache_hits"] > 0
     assert pl.read_parquet(data_root / "scores" / LAYER / f"{RANGE}.parquet").equals(scores)
 
-    # The estimate shown on `contexts` before paying counted exactly the requests that were sent.
+    # The estimate shown on `contexts` before paying assumes every explanation comes back: then it
+    # is exact; a latent whose explanation failed is not scored, so it is an upper bound. Which
+    # answers the 135M model fumbles depends on the CPU's bf16 kernels, so both cases are asserted.
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("contexts"), asset_partitions=[str(key())]), limit=1)
     estimate = records.records[0].asset_materialization.metadata["estimated_llm_requests"].value
-    assert estimate == explained_meta["llm_requests"] + scores_meta["llm_requests"]
+    sent = explained_meta["llm_requests"] + scores_meta["llm_requests"]
+    assert (estimate == sent) if explained_meta["n_failed"] == 0 else (estimate > sent)
 
     report = metadata(run(["report"], LAYER, data_root, instance), "report")
     assert report["n_latents"] == 16 and "detection" in report["report"] and report["n_reviewed"] == 0

@@ -11,7 +11,6 @@ import logging
 import random
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,15 +18,15 @@ import dagster as dg
 import pytest
 from support.fake_openai_server import FaultServer
 
+from autointerp_assets.errors import EndpointError
 from autointerp_assets.llm.api import ChatRequest
 from autointerp_assets.llm.cache import ResponseCache
-from autointerp_assets.llm.client import OpenAICompatibleLLM
+from autointerp_assets.llm.client import OpenAICompatibleLLM, _RateLimiter
 from autointerp_assets.store.store import ArtifactStore
 from resources.llm import LLMResource
 
 SECRET = "sk-test-SECRET-0123456789abcdef"
 HANG_TIMEOUT_S = 0.5  # only for tests that hang the server; others use a roomy timeout
-
 
 
 @pytest.fixture
@@ -60,51 +59,58 @@ def prompt_index(body: dict) -> int:
 
 
 # -- retries -------------------------------------------------------------------------------------------
+TRANSIENT = ["429", "500", "hang", "empty", "garbage", "truncated_body", "drop"]
+
+
 def test_transient_failures_are_retried_until_success(server: FaultServer) -> None:
     failures_per_prompt: dict[int, int] = {}
+    lock = threading.Lock()
 
-    def flaky(n: int, body: dict) -> str:
+    def flaky(n: int, body: dict) -> str:  # each prompt meets two different faults, then an answer
         i = prompt_index(body)
-        seen = failures_per_prompt.get(i, 0)
-        if seen < 2:
+        with lock:
+            seen = failures_per_prompt.get(i, 0)
             failures_per_prompt[i] = seen + 1
-            return ["500", "hang"][seen] if i % 2 else "500"
-        return "ok"
+        return TRANSIENT[(i + seen) % len(TRANSIENT)] if seen < 2 else "ok"
 
     server.policy = flaky
+    server.retry_after = "0"
     llm = make_llm(server, max_retries=2, timeout_s=HANG_TIMEOUT_S)
-    out = llm.complete_many(reqs(4))
-    assert [c.text for c in out] == [f"echo prompt {i}" for i in range(4)]
-    assert llm.usage.retries == 8 and llm.usage.failures == 0 and llm.usage.requests == 4
-    assert server.n_requests == 12
-    assert llm.usage.prompt_tokens == 40 and llm.usage.completion_tokens == 12
+    out = llm.complete_many(reqs(7))
+    assert [c.text for c in out] == [f"echo prompt {i}" for i in range(7)]
+    assert llm.usage.retries == 14 and llm.usage.failures == 0 and llm.usage.requests == 7
+    assert server.n_requests == 21 and set(server.actions) == {*TRANSIENT, "ok"}
+    assert llm.usage.prompt_tokens == 70 and llm.usage.completion_tokens == 21
 
 
 def test_retry_after_is_honoured(server: FaultServer) -> None:
     server.policy = lambda n, body: "429" if n == 0 else "ok"
-    llm = make_llm(server, backoff_base_s=0.001)
-    start = time.monotonic()
+    slept: list[float] = []
+    llm = make_llm(server, backoff_base_s=0.001, sleep=slept.append)
     (c,) = llm.complete_many(reqs(1))
     assert c.ok and llm.usage.retries == 1
-    assert time.monotonic() - start >= 0.3  # the server's Retry-After, not the 1 ms backoff
+    assert slept == [pytest.approx(0.3)]  # the server's Retry-After, not the ~1 ms backoff
 
 
 def test_persistent_failures_are_counted_by_kind(server: FaultServer) -> None:
-    actions = {0: "429", 1: "500", 2: "hang", 3: "garbage", 4: "ok"}
+    actions = dict(enumerate([*TRANSIENT, "length", "ok"]))
     server.policy = lambda n, body: actions[prompt_index(body)]
+    server.retry_after = "0"
     llm = make_llm(server, max_retries=1, backoff_base_s=0.001, timeout_s=HANG_TIMEOUT_S)
-    out = llm.complete_many(reqs(5))
-    assert len(out) == 5
+    out = llm.complete_many(reqs(len(actions)))
     kinds = [c.error.split(":")[0] if c.error else None for c in out]
-    assert kinds == ["rate_limit", "server", "timeout", "bad_response", None]
-    assert all(c.text is None for c in out[:4]) and out[4].text == "echo prompt 4"
+    assert kinds == ["rate_limit", "server", "timeout", "bad_response", "bad_response", "connection", "connection",
+                     None, None]
+    assert all(c.text is None for c in out[:-2]) and out[-1].text == "echo prompt 8"
+    # An answer cut at max_tokens is an answer: whether it is usable is the explainer's or scorer's call.
+    assert out[7].text == "echo prompt 7"[: len("echo prompt 7") // 2]
     u = llm.usage
-    assert u.failures == 4 and u.requests == 5
-    assert u.errors == {"rate_limit": 1, "server": 1, "timeout": 1, "bad_response": 1}
-    # Transient kinds got one retry each; an unusable body is not retried.
-    sent = [prompt_index(b) for b in server.bodies]
-    assert sorted(sent) == [0, 0, 1, 1, 2, 2, 3, 4]
-    assert u.retries == 3
+    assert u.failures == 7 and u.requests == 9
+    assert u.errors == {"rate_limit": 1, "server": 1, "timeout": 1, "bad_response": 2, "connection": 2}
+    # Transient kinds got their one retry; the answered ones were sent once.
+    sent = sorted(prompt_index(b) for b in server.bodies)
+    assert sent == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 8]
+    assert u.retries == 7
 
 
 def test_flaky_server_yields_one_completion_per_request(server: FaultServer) -> None:
@@ -126,30 +132,60 @@ def test_flaky_server_yields_one_completion_per_request(server: FaultServer) -> 
     assert all(c.text == f"echo prompt {i}" for i, c in enumerate(out) if c.ok)
 
 
-def test_unreachable_endpoint_counts_connection_failures(tmp_path: Path) -> None:
+def free_url() -> str:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    llm = OpenAICompatibleLLM(f"http://127.0.0.1:{port}/v1", "m", max_retries=1, backoff_base_s=0.001)
-    out = llm.complete_many(reqs(2))
-    assert [c.error.split(":")[0] for c in out if c.error] == ["connection", "connection"]
-    assert llm.usage.errors == {"connection": 2} and llm.usage.retries == 2
-    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        return f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+
+
+def test_unreachable_endpoint_fails_fast_naming_the_url() -> None:
+    url, slept = free_url(), []
+    llm = OpenAICompatibleLLM(url, "m", max_retries=5, max_concurrency=4, sleep=slept.append)
+    with pytest.raises(EndpointError, match=f"LLM endpoint {url} is unreachable.*fix llm.base_url"):
+        llm.complete_many(reqs(40))
+    assert slept == []  # no backoff, no retries: the first refusal and one probe decide
+    assert llm.usage.failures == 0  # nothing was marked failed: the run stops instead
+    with pytest.raises(EndpointError, match=url):
         llm.check_reachable()
 
 
+def test_endpoint_that_goes_down_mid_run_stops_after_the_retries(server: FaultServer) -> None:
+    slept: list[float] = []
+    llm = make_llm(server, max_retries=2, sleep=slept.append)
+    assert all(c.ok for c in llm.complete_many(reqs(2)))
+    server.close()
+    later = [ChatRequest(messages=({"role": "user", "content": f"later {i}"},), max_tokens=8) for i in range(3)]
+    with pytest.raises(EndpointError, match=server.base_url):
+        llm.complete_many(later)
+    assert len(slept) >= 2  # the endpoint had answered, so a refusal was first retried as transient
+
+
+def test_a_refused_key_is_named_without_the_key(server: FaultServer) -> None:
+    server.models_status = 401
+    with pytest.raises(EndpointError, match="refused the API key") as err:
+        make_llm(server).check_reachable()
+    assert SECRET not in str(err.value)
+
+
 def test_concurrency_is_bounded(server: FaultServer) -> None:
-    server.policy = lambda n, body: "slow_ok"
+    server.policy = lambda n, body: "gather"  # each answer waits until 3 requests are in flight
+    server.gather_n = 3
     llm = make_llm(server, max_concurrency=3)
     assert all(c.ok for c in llm.complete_many(reqs(9)))
-    assert 1 < server.max_in_flight <= 3
+    assert server.max_in_flight == 3
 
 
-def test_rate_limit_spaces_requests(server: FaultServer) -> None:
-    llm = make_llm(server, requests_per_minute=600)  # one start per 0.1 s
-    start = time.monotonic()
-    assert all(c.ok for c in llm.complete_many(reqs(5)))
-    assert time.monotonic() - start >= 0.4
+def test_rate_limit_spaces_request_starts() -> None:
+    now, slept = [100.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    limiter = _RateLimiter(600, clock=lambda: now[0], sleep=sleep)  # one start per 0.1 s
+    for _ in range(5):
+        limiter.wait()
+    assert slept == pytest.approx([0.1] * 4)
 
 
 # -- cache ------------------------------------------------------------------------------------------------
@@ -242,11 +278,9 @@ def test_resource_builds_a_working_client(server: FaultServer, store: ArtifactSt
 
 
 def test_resource_check_reachable_names_the_url() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    with pytest.raises(ConnectionError, match=f"http://127.0.0.1:{port}/v1"):
-        LLMResource(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", model="m").check_reachable()
+    url = free_url()
+    with pytest.raises(EndpointError, match=url):
+        LLMResource(backend="openai", base_url=url, model="m").check_reachable()
 
 
 def test_resource_reads_the_key_from_an_env_var(

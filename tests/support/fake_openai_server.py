@@ -2,7 +2,8 @@
 
 Each response is decided by `policy(request_number, body) -> action`, and the text of
 a successful answer by `answer(body)`, so a test scripts exactly the faults and
-answers it needs and reads back what the client really sent. The legacy completions
+answers it needs and reads back what the client really sent. `FAULTS` lists the
+faults a real endpoint shows; `FaultServer.__doc__` every action. The legacy completions
 route answers `echo` + `logprobs` requests with prompt logprobs from `prompt_logprobs(prompt, n)`
 (a deterministic stand-in by default; a test can plug in a real model).
 """
@@ -17,7 +18,13 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HANG_S = 2.0
+GATHER_TIMEOUT_S = 10.0
 Policy = Callable[[int, dict], str]
+# What goes wrong with real endpoints: rate limiting with Retry-After, a server error, no answer
+# in time, an empty body, a body that is not JSON, the body cut off mid-transfer, the connection
+# dropped without a response, and an answer cut off at max_tokens.
+FAULTS = ("429", "500", "hang", "empty", "garbage", "truncated_body", "drop", "length")
+
 # (token text, character offset, logprob or None for the first token, top alternatives)
 PromptLogprobs = Callable[[str, int], list[tuple[str, int, float | None, dict[str, float]]]]
 
@@ -53,8 +60,8 @@ def reply_text(body: dict) -> str:
     return "echo " + body["messages"][-1]["content"]
 
 
-def chat_completion(body: dict, with_logprobs: bool, text: str) -> dict:
-    choice: dict = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+def chat_completion(body: dict, with_logprobs: bool, text: str, finish_reason: str = "stop") -> dict:
+    choice: dict = {"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": text}}
     if with_logprobs and body.get("logprobs"):
         n = body.get("top_logprobs") or 1
         choice["logprobs"] = {
@@ -80,7 +87,11 @@ def chat_completion(body: dict, with_logprobs: bool, text: str) -> dict:
 
 
 class FaultServer:
-    """Actions: ok, ok_nologprobs, reject_logprobs, 429, 500, 401_echo, hang, garbage, slow_ok."""
+    """Actions: ok, ok_nologprobs, reject_logprobs, slow_ok, gather (answer once `gather_n` requests
+    are in flight together), 401_echo (echoes the key back), and the FAULTS: 429 (Retry-After:
+    `retry_after`), 500, hang (answers after `hang_s`), empty (200, no body), garbage (200, not JSON),
+    truncated_body (200, half the body, then the connection closes), drop (the connection closes
+    with no response), length (the answer cut in half, finish_reason 'length')."""
 
     def __init__(self) -> None:
         self.policy: Policy = lambda n, body: "ok"
@@ -88,9 +99,15 @@ class FaultServer:
         self.prompt_logprobs: PromptLogprobs = word_logprobs
         self.bodies: list[dict] = []
         self.auth_headers: list[str] = []
+        self.actions: list[str] = []  # what each request got, in arrival order
         self.in_flight = 0
         self.max_in_flight = 0
+        self.gather_n = 2
+        self.models_status = 200  # what GET /models answers: 401 plays a server that refuses the key
+        self.retry_after = "0.3"
+        self.hang_s = HANG_S
         self._lock = threading.Lock()
+        self._gathered = threading.Condition(self._lock)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -98,7 +115,10 @@ class FaultServer:
                 pass
 
             def do_GET(self) -> None:
-                self._send(200, {"object": "list", "data": []})
+                if server.models_status != 200:
+                    self._send(server.models_status, {"error": {"message": "refused"}})
+                else:
+                    self._send(200, {"object": "list", "data": []})
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -108,16 +128,24 @@ class FaultServer:
                     server.auth_headers.append(self.headers.get("Authorization", ""))
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                    server._gathered.notify_all()
                 try:
+                    action = server.policy(n, body)
+                    with server._lock:
+                        server.actions.append(action)
                     if self.path.endswith("/completions") and not self.path.endswith("/chat/completions"):
-                        self._act_text(server.policy(n, body), body)
+                        self._act_text(action, body)
                     else:
-                        self._act(server.policy(n, body), body)
+                        self._act(action, body)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
 
             def _act(self, action: str, body: dict) -> None:
+                if action == "gather":  # proves concurrency without timing: wait for company
+                    with server._gathered:
+                        server._gathered.wait_for(lambda: server.in_flight >= server.gather_n, GATHER_TIMEOUT_S)
+                    action = "ok"
                 if action == "ok":
                     self._send(200, chat_completion(body, True, server.answer(body)))
                 elif action == "slow_ok":
@@ -131,16 +159,31 @@ class FaultServer:
                     else:
                         self._send(200, chat_completion(body, False, server.answer(body)))
                 elif action == "429":
-                    self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": "0.3"})
+                    self._send(429, {"error": {"message": "slow down"}}, {"Retry-After": server.retry_after})
                 elif action == "500":
                     self._send(500, {"error": {"message": "boom"}})
                 elif action == "401_echo":  # a hostile server that echoes the key back
                     self._send(401, {"error": {"message": f"bad key {self.headers.get('Authorization')}"}})
                 elif action == "hang":
-                    time.sleep(HANG_S)
+                    time.sleep(server.hang_s)
                     self._send(200, chat_completion(body, False, server.answer(body)))
                 elif action == "garbage":
                     self._send_raw(200, b"<html>not json{", "application/json")
+                elif action == "empty":
+                    self._send_raw(200, b"", "application/json")
+                elif action == "truncated_body":
+                    data = json.dumps(chat_completion(body, False, server.answer(body))).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.close_connection = True
+                elif action == "drop":
+                    self.close_connection = True  # no status line, no headers: the socket just closes
+                elif action == "length":
+                    text = server.answer(body)
+                    self._send(200, chat_completion(body, False, text[: max(1, len(text) // 2)], "length"))
                 else:
                     raise AssertionError(f"unknown action {action}")
 
