@@ -49,7 +49,8 @@ class SubjectModelConfig(_Strict):
 
 
 class TopKCoderConfig(_Strict):
-    """Load a sparsify-format TopK SAE or transcoder (cfg.json + sae.safetensors)."""
+    """Load a sparsify-format TopK SAE or transcoder (cfg.json + sae.safetensors). A transcoder
+    (cfg.json `transcode: true`) reads the hooked module's input: put it at `layers.N.mlp`."""
 
     kind: Literal["topk"]
     path: str = Field(description="Local dir, s3:// dir, or hub id (with optional '#subfolder').")
@@ -61,6 +62,14 @@ class JumpReLUCoderConfig(_Strict):
 
     kind: Literal["jumprelu"]
     path: str
+    n_latents: int = Field(gt=0)
+
+
+class ReLUCoderConfig(_Strict):
+    """Load a plain ReLU SAE in the SAELens / Gemma Scope layout (W_enc, b_enc, W_dec, b_dec; no threshold)."""
+
+    kind: Literal["relu"]
+    path: str = Field(description="Directory with params.npz or sae_weights.safetensors (+ cfg.json), or the file.")
     n_latents: int = Field(gt=0)
 
 
@@ -101,7 +110,7 @@ class NeuronsCoderConfig(_Strict):
 
 
 CoderConfig = Annotated[
-    TopKCoderConfig | JumpReLUCoderConfig | TrainTopKCoderConfig | NeuronsCoderConfig,
+    TopKCoderConfig | JumpReLUCoderConfig | ReLUCoderConfig | TrainTopKCoderConfig | NeuronsCoderConfig,
     Field(discriminator="kind"),
 ]
 
@@ -301,7 +310,9 @@ class ProjectConfig(_Strict):
     subject_model: SubjectModelConfig = SubjectModelConfig()
     hookpoints: dict[str, CoderConfig] = Field(
         default_factory=lambda: {"layers.6": TrainTopKCoderConfig()},
-        description="Module name (relative to the decoder, e.g. 'layers.6' or 'layers.6.mlp') -> sparse coder.",
+        description="Hookpoint -> sparse coder. Accepted hookpoints: 'layers.N' (residual after layer N), "
+        "'layers.N.mlp' (MLP output; a transcoder there reads the MLP input; neurons its hidden units), "
+        "'layers.N.self_attn' (attention output), 'embed_tokens' (see data/subject.py).",
     )
     latent_range_width: int = Field(64, gt=0, description="Latents per latent range partition.")
     corpus: CorpusConfig = CorpusConfig()

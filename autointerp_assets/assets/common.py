@@ -11,6 +11,7 @@ import dagster as dg
 
 from ..coders import SparseCoder, load_sparse_coder
 from ..config import CoderConfig, NeuronsCoderConfig, ProjectConfig, TopKCoderConfig, TrainTopKCoderConfig
+from ..data.subject import Capture, Subject
 from ..partition_keys import check_partition_key
 from ..partitions import LAYER_DIM, RANGE_DIM
 from ..preflight import check_storage_writable
@@ -86,3 +87,11 @@ def load_coder(cfg: ProjectConfig, store: ArtifactStore, layer: str, d_in: int) 
 
 def capture_kind(cfg: ProjectConfig, layer: str) -> str:
     return "neurons" if isinstance(coder_config(cfg, layer), NeuronsCoderConfig) else "output"
+
+
+def layer_coder(cfg: ProjectConfig, store: ArtifactStore, subject: Subject, layer: str) -> tuple[Capture, SparseCoder]:
+    """The layer's coder and the tensor it encodes: a transcoder reads the module's input (the MLP's
+    input at `layers.N.mlp`), neurons the MLP's hidden units, an SAE the module's output."""
+    probe = subject.resolve(layer, capture_kind(cfg, layer))
+    coder = load_coder(cfg, store, layer, subject.width(probe))
+    return subject.resolve(layer, coder.reads), coder

@@ -32,6 +32,7 @@ from .common import (
     capture_kind,
     coder_config,
     fails_clearly,
+    layer_coder,
     layer_range,
     load_coder,
 )
@@ -98,7 +99,7 @@ def sparse_coder(context: dg.AssetExecutionContext, project: Project, subject_mo
     coder = load_coder(project.config, store, layer, subject.width(capture))  # a trained SAE is read back: the round trip is checked
     coder_hash = coder.content_hash()
     store.write_json(f"sparse_coder/{layer}/lineage.json", {"coder_hash": coder_hash, **meta})
-    meta |= {"coder_hash": coder_hash, "n_latents": coder.n_latents, "d_in": coder.d_in,
+    meta |= {"coder_hash": coder_hash, "n_latents": coder.n_latents, "d_in": coder.d_in, "reads": coder.reads,
              "model_id": subject.model_id, "model_revision": subject.revision}
     return dg.MaterializeResult(metadata=meta, data_version=dg.DataVersion(coder_hash))
 
@@ -118,8 +119,7 @@ def activations(context: dg.AssetExecutionContext, project: Project, subject_mod
     tokens, seq_ids = layout.analysis_tokens(built)
     coders, coder_hashes, writers = {}, {}, {}
     for layer in layers:
-        capture = subject.resolve(layer, capture_kind(cfg, layer))
-        coder = load_coder(cfg, store, layer, subject.width(capture))
+        capture, coder = layer_coder(cfg, store, subject, layer)
         coder_hashes[layer] = coder.content_hash()
         coders[layer] = (capture, coder.to(subject.device, subject.dtype))
         # Each run writes under its own directory: a crashed or concurrent run never touches this one's files.

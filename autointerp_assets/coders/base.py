@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import torch
 from torch import Tensor
@@ -20,6 +20,13 @@ from ..errors import UserError
 # Typical SAE L0 is 20-150; entries beyond the cap are counted in `SparseLatents.dropped`.
 DEFAULT_MAX_ACTIVE = 256
 _HASH_HEX = 16
+
+
+# Which tensor of the hooked module a coder reads, and where its decoder writes (data.subject.Where):
+# an SAE reads and reconstructs the module's output; a transcoder reads the module's input and
+# writes its output; raw neurons are the MLP's hidden units (the down projection's input).
+Reads = Literal["output", "input", "neurons"]
+Writes = Literal["output", "neurons"]
 
 
 class SparseCoderError(UserError, ValueError):
@@ -47,6 +54,14 @@ class SparseCoder(Protocol):
     def d_in(self) -> int: ...
     @property
     def n_latents(self) -> int: ...
+    @property
+    def reads(self) -> Reads: ...
+    @property
+    def writes(self) -> Writes: ...
+    def directions(self, latents: Tensor) -> Tensor:
+        """latents [n] int64 -> decoder directions [n, d] in the space of `writes`, as stored (not
+        renormalised): adding a * directions[i] there is what latent i contributes at activation a."""
+        ...
     def encode(self, x: Tensor) -> SparseLatents:
         """x [N, d_in] -> the top/nonzero latents per row."""
         ...

@@ -120,3 +120,9 @@ def missing(loc: Location, wanted: str, fix: str) -> SparseCoderError:
     listing = ", ".join(found[:20]) if found else "nothing (missing or empty)"
     return SparseCoderError(f"no {wanted} at {loc.uri} (found: {listing}); {fix}")
 
+
+
+def require_tensors(tensors: dict[str, Any], keys: tuple[str, ...], loc: Location, name: str, what: str) -> None:
+    absent = [key for key in keys if key not in tensors]
+    if absent:
+        raise SparseCoderError(f"{loc.where(name)} lacks {absent} (has {sorted(tensors)}); it is not {what}")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from .base import DEFAULT_MAX_ACTIVE, SparseLatents, hash_coder, topk_of_active
+from ..config import NeuronsCoderConfig
+from .base import DEFAULT_MAX_ACTIVE, Reads, SparseLatents, Writes, hash_coder, topk_of_active
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,18 @@ class Neurons:
     def n_latents(self) -> int:
         return self.width
 
+    @property
+    def reads(self) -> Reads:
+        return "neurons"
+
+    @property
+    def writes(self) -> Writes:
+        return "neurons"
+
+    def directions(self, latents: Tensor) -> Tensor:
+        """One-hot rows [n, width]: a neuron's direction in the hidden units is its own axis."""
+        return torch.nn.functional.one_hot(latents, self.width).float()
+
     def encode(self, x: Tensor) -> SparseLatents:
         x = x.float()  # [N, d_mlp]
         if self.top_k is not None:
@@ -43,3 +57,7 @@ class Neurons:
     def content_hash(self) -> str:
         return hash_coder({"kind": self.kind, "width": self.width, "top_k": self.top_k, "max_active": self.max_active}, {})
 
+
+
+def from_config(cfg: NeuronsCoderConfig, store_options: dict[str, Any] | None, max_active: int) -> Neurons:
+    return Neurons(cfg.n_latents, top_k=cfg.top_k, max_active=max_active)

@@ -1,7 +1,10 @@
 """SAELens and Gemma Scope SAEs: JumpReLU (`threshold`) and plain ReLU (`architecture: standard`).
 
 Weights `W_enc` [d_in, n], `b_enc` [n], `W_dec` [n, d_in], `b_dec` [d_in] (and `threshold`
-[n]) from Gemma Scope's `params.npz` or SAELens' `sae_weights.safetensors`.
+[n]) from Gemma Scope's `params.npz` or SAELens' `sae_weights.safetensors`; an optional
+`cfg.json` beside them (SAELens) gives `apply_b_dec_to_input`, `architecture`, `d_in`, `d_sae`.
+Config kind `jumprelu` needs the threshold (or `architecture: standard`, then it is a plain
+ReLU SAE); kind `relu` reads a plain ReLU SAE in the same layout and refuses a threshold.
 """
 
 from __future__ import annotations
@@ -9,14 +12,16 @@ from __future__ import annotations
 import io
 import zipfile
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import DEFAULT_MAX_ACTIVE, SparseCoderError, SparseLatents, hash_coder, topk_of_active
-from .files import Location, missing
+from ..config import JumpReLUCoderConfig, ReLUCoderConfig
+from .base import DEFAULT_MAX_ACTIVE, Reads, SparseCoderError, SparseLatents, Writes, hash_coder, topk_of_active
+from .files import Location, locate, missing, require_tensors
 
 
 @dataclass(eq=False)
@@ -50,6 +55,17 @@ class ReLUSAE:
     @property
     def n_latents(self) -> int:
         return self.W_enc.shape[1]
+
+    @property
+    def reads(self) -> Reads:
+        return "output"
+
+    @property
+    def writes(self) -> Writes:
+        return "output"
+
+    def directions(self, latents: Tensor) -> Tensor:
+        return self.W_dec[latents]  # [n, d_in]
 
     def _pre(self, x: Tensor) -> Tensor:
         x = x.to(self.W_enc.dtype)  # [N, d_in]
@@ -107,7 +123,7 @@ class JumpReLUSAE(ReLUSAE):
 _SAELENS_KEYS = ("W_enc", "b_enc", "W_dec", "b_dec")
 
 
-def _weights(loc: Location) -> tuple[Location, str]:
+def _weights(loc: Location, what: str = "JumpReLU") -> tuple[Location, str]:
     """(directory, weights file name); `loc` may point at the file itself."""
     weights_name = next((n for n in ("params.npz", "sae_weights.safetensors") if loc.exists(n)), None)
     if weights_name is None and loc.fs.isfile(loc.base):  # the path names the weights file
@@ -116,7 +132,7 @@ def _weights(loc: Location) -> tuple[Location, str]:
     if weights_name is None or not weights_name.endswith((".npz", ".safetensors")):
         raise missing(
             loc,
-            "JumpReLU SAE weights (params.npz or sae_weights.safetensors)",
+            f"{what} SAE weights (params.npz or sae_weights.safetensors)",
             "point `path` at the directory holding them or at the .npz/.safetensors file itself",
         )
     return loc, weights_name
@@ -141,9 +157,9 @@ def check(loc: Location) -> int:
     return int(shape[0])
 
 
-def load(loc: Location, max_active: int) -> ReLUSAE:
+def load(loc: Location, max_active: int, *, plain_relu: bool = False) -> ReLUSAE:
     """Gemma Scope params.npz or SAELens safetensors; `loc` may point at the file itself."""
-    loc, weights_name = _weights(loc)
+    loc, weights_name = _weights(loc, "ReLU" if plain_relu else "JumpReLU")
     if weights_name.endswith(".npz"):
         try:
             with np.load(io.BytesIO(loc.read(weights_name))) as npz:
@@ -154,17 +170,35 @@ def load(loc: Location, max_active: int) -> ReLUSAE:
     else:
         tensors = loc.read_safetensors(weights_name)
     cfg = loc.read_json("cfg.json") if loc.exists("cfg.json") else {}
-    absent = [key for key in _SAELENS_KEYS if key not in tensors]
-    if absent:
-        raise SparseCoderError(f"{weights_name} at {loc.uri} lacks {absent} (has {sorted(tensors)})")
+    require_tensors(tensors, _SAELENS_KEYS, loc, weights_name, "a SAELens / Gemma Scope SAE")
     common = {key: tensors[key] for key in _SAELENS_KEYS}
     options = {"subtract_b_dec": bool(cfg.get("apply_b_dec_to_input", False)), "max_active": max_active}
-    if "threshold" in tensors:
-        return JumpReLUSAE(**common, threshold=tensors["threshold"], **options)
-    if cfg.get("architecture") == "standard":
-        return ReLUSAE(**common, **options)
-    raise SparseCoderError(
-        f"{weights_name} at {loc.uri} has no 'threshold' (has {sorted(tensors)}) and its cfg.json does not say "
-        "architecture: standard; it is neither a JumpReLU nor a plain ReLU SAE"
-    )
+    try:
+        if plain_relu:
+            if "threshold" in tensors:
+                raise SparseCoderError("it has a 'threshold', so it is a JumpReLU SAE: set kind: jumprelu")
+            sae: ReLUSAE = ReLUSAE(**common, **options)
+        elif "threshold" in tensors:
+            sae = JumpReLUSAE(**common, threshold=tensors["threshold"], **options)
+        elif cfg.get("architecture") == "standard":
+            sae = ReLUSAE(**common, **options)
+        else:
+            raise SparseCoderError(
+                f"it has no 'threshold' (has {sorted(tensors)}) and no cfg.json saying architecture: standard; "
+                "it is neither a JumpReLU nor a plain ReLU SAE (for a plain ReLU SAE set kind: relu)"
+            )
+    except SparseCoderError as e:
+        raise SparseCoderError(f"{loc.where(weights_name)}: {e}") from None
+    for key, actual in (("d_in", sae.d_in), ("d_sae", sae.n_latents)):
+        if key in cfg and int(cfg[key]) != actual:
+            raise SparseCoderError(f"{loc.where('cfg.json')} says {key}={cfg[key]}, but {weights_name} has {actual}; "
+                                   "the two files must come from the same checkpoint; copy both again")
+    return sae
 
+
+def jumprelu_from_config(cfg: JumpReLUCoderConfig, store_options: dict[str, Any] | None, max_active: int) -> ReLUSAE:
+    return load(locate(cfg.path, store_options), max_active)
+
+
+def relu_from_config(cfg: ReLUCoderConfig, store_options: dict[str, Any] | None, max_active: int) -> ReLUSAE:
+    return load(locate(cfg.path, store_options), max_active, plain_relu=True)

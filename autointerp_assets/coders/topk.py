@@ -2,10 +2,10 @@
 
 The weights are `encoder.weight` [n, d_in], `encoder.bias` [n], `W_dec` [n, d_in] and
 `b_dec` [d_in]. The same files hold a sparsify *transcoder* (cfg `transcode: true`): it
-encodes the MLP input exactly like an SAE except that `b_dec` is not subtracted, and its
-decoder predicts the MLP output instead of reconstructing the input. Only the flag and
-that encode difference are honoured here; hooking a transcoder (input at `layers.N.mlp`,
-target at its output) is left to the activations stage when it is added.
+reads the hooked module's **input** (for `layers.N.mlp`, the normed residual the MLP
+reads), encodes it like an SAE except that `b_dec` is not subtracted, and its decoder
+predicts the module's **output**. `reads` tells the activations stage which tensor to
+capture; `writes` tells steering where the decoder directions live.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..config import TopKCoderConfig
 from ..store.store import ArtifactStore
-from .base import SparseCoderError, SparseLatents, hash_coder
-from .files import Location, missing
+from .base import Reads, SparseCoderError, SparseLatents, Writes, hash_coder
+from .files import Location, locate, missing, require_tensors
 
 
 @dataclass(eq=False)
@@ -53,6 +54,17 @@ class TopKSAE:
     @property
     def n_latents(self) -> int:
         return self.encoder_weight.shape[0]
+
+    @property
+    def reads(self) -> Reads:
+        return "input" if self.transcoder else "output"
+
+    @property
+    def writes(self) -> Writes:
+        return "output"
+
+    def directions(self, latents: Tensor) -> Tensor:
+        return self.W_dec[latents]  # [n, d_in]
 
     def encode(self, x: Tensor) -> SparseLatents:
         x = x.to(self.encoder_weight.dtype)  # [N, d_in]
@@ -133,23 +145,23 @@ def check(loc: Location) -> int:
 def load(loc: Location) -> TopKSAE:
     cfg = _read_cfg(loc)
     tensors = loc.read_safetensors("sae.safetensors")
-    absent = [key for key in ("encoder.weight", "encoder.bias", "W_dec", "b_dec") if key not in tensors]
-    if absent:
-        raise SparseCoderError(
-            f"sae.safetensors at {loc.uri} lacks {absent} (has {sorted(tensors)}); "
-            "it is not a sparsify SAE with a decoder"
-        )
-    sae = TopKSAE(
-        tensors["encoder.weight"],
-        tensors["encoder.bias"],
-        tensors["W_dec"],
-        tensors["b_dec"],
-        k=int(cfg["k"]),
-        transcoder=bool(cfg.get("transcode", False)),
-    )
+    require_tensors(tensors, _TENSORS, loc, "sae.safetensors", "a sparsify SAE with a decoder")
+    try:
+        sae = TopKSAE(*(tensors[key] for key in _TENSORS), k=int(cfg["k"]), transcoder=bool(cfg.get("transcode", False)))
+    except SparseCoderError as e:
+        raise SparseCoderError(f"{loc.where('sae.safetensors')}: {e}; {_FIX_PAIR}") from None
     if "d_in" in cfg and int(cfg["d_in"]) != sae.d_in:
-        raise SparseCoderError(f"cfg.json at {loc.uri} says d_in={cfg['d_in']}, but the weights have {sae.d_in}")
+        raise SparseCoderError(f"{loc.where('cfg.json')} says d_in={cfg['d_in']}, but the weights have {sae.d_in}; "
+                               f"{_FIX_PAIR}")
     return sae
+
+
+_TENSORS = ("encoder.weight", "encoder.bias", "W_dec", "b_dec")
+_FIX_PAIR = "cfg.json and sae.safetensors must come from the same checkpoint; copy both again"
+
+
+def from_config(cfg: TopKCoderConfig, store_options: dict[str, Any] | None, max_active: int) -> TopKSAE:
+    return load(locate(cfg.path, store_options))
 
 
 def save_topk_sae(

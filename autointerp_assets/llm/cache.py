@@ -30,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from ..store.store import ArtifactStore
-from .api import ChatRequest, Completion, TokenLogprobs, Usage, error_kind
+from .api import ChatRequest, Completion, PromptScore, PromptToken, ScoreRequest, TokenLogprobs, Usage, error_kind
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,10 @@ def _scope_dir(scope: str) -> str:
     return "/".join(_slug(part) for part in scope.strip("/").split("/") if part) or "shared"
 
 
-def _request_payload(model: str, request: ChatRequest) -> dict[str, Any]:
+def _request_payload(model: str, request: ChatRequest | ScoreRequest) -> dict[str, Any]:
+    if isinstance(request, ScoreRequest):  # its own key space: "kind" never appears in a chat payload
+        return {"model": model, "kind": "prompt_logprobs", "prompt": request.prompt,
+                "score_from": request.score_from, "top_logprobs": request.top_logprobs}
     return {"model": model, "messages": [dict(m) for m in request.messages], "max_tokens": request.max_tokens,
             "temperature": request.temperature, "top_logprobs": request.top_logprobs}
 
@@ -67,7 +70,7 @@ class ResponseCache:
         self._lock = threading.Lock()
 
     @staticmethod
-    def key(model: str, request: ChatRequest) -> str:
+    def key(model: str, request: ChatRequest | ScoreRequest) -> str:
         canonical = json.dumps(_request_payload(model, request), sort_keys=True, separators=(",", ":"),
                                ensure_ascii=False)
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -78,6 +81,28 @@ class ResponseCache:
     # -- chat completions ---------------------------------------------------------------------
     def get_many(self, model: str, requests: Sequence[ChatRequest]) -> list[Completion | None]:
         return [_completion(self.lookup(model, self.key(model, r))) for r in requests]
+
+    # -- prompt logprobs (surprisal, simulation): the same segments, their own key space -------------
+
+    def get_score(self, model: str, request: ScoreRequest) -> PromptScore | None:
+        raw = self.lookup(model, self.key(model, request))
+        if raw is None:
+            return None
+        try:
+            tokens = tuple(PromptToken(t["text"], t["offset"], t["logprob"], t["top"]) for t in raw["tokens"])
+            return PromptScore(tokens=tokens, cached=True, prompt_tokens=raw["prompt_tokens"])
+        except (KeyError, TypeError) as e:  # a damaged entry is scored afresh
+            log.warning("ignoring unreadable LLM cache entry: %s", e)
+            return None
+
+    def put_score(self, model: str, request: ScoreRequest, score: PromptScore) -> None:
+        if not score.ok:
+            return
+        self.store_response(model, self.key(model, request), _request_payload(model, request), {
+            "tokens": [{"text": t.text, "offset": t.offset, "logprob": t.logprob, "top": t.top}
+                       for t in score.tokens or ()],
+            "prompt_tokens": score.prompt_tokens,
+        })
 
     def get(self, model: str, request: ChatRequest) -> Completion | None:
         return self.get_many(model, [request])[0]
@@ -208,6 +233,36 @@ class CachedAccounting:
         with self._usage_lock:
             self.usage.cache_hits += len(requests) - len(misses)
         return results, misses
+
+    def _lookup_scores(self, requests: Sequence[ScoreRequest]) -> tuple[list[PromptScore | None], list[int]]:
+        results: list[PromptScore | None] = [
+            self.cache.get_score(self.model_name, r) if self.cache else None for r in requests
+        ]
+        misses = [i for i, c in enumerate(results) if c is None]
+        with self._usage_lock:
+            self.usage.cache_hits += len(requests) - len(misses)
+        return results, misses
+
+    def _finish_score(self, request: ScoreRequest, score: PromptScore, retries: int = 0, *,
+                      sent: bool = True, completion_tokens: int = 0) -> PromptScore:
+        """Count one prompt-scoring request (`sent=False`: refused before sending, a failure all the same)."""
+        with self._usage_lock:
+            u = self.usage
+            u.requests += int(sent)
+            u.retries += retries
+            u.prompt_tokens += score.prompt_tokens
+            u.completion_tokens += completion_tokens
+            u.cost_usd += (score.prompt_tokens * self._price_in + completion_tokens * self._price_out) / 1e6
+            if not score.ok:
+                u.failures += 1
+                kind = error_kind(score)
+                u.errors[kind] = u.errors.get(kind, 0) + 1
+        if self.cache is not None and score.ok:
+            try:
+                self.cache.put_score(self.model_name, request, score)
+            except Exception as e:  # noqa: BLE001 - the score is still good; only a rerun pays again
+                log.warning("could not cache a prompt score: %s: %s", type(e).__name__, e)
+        return score
 
     def _finish(self, request: ChatRequest, completion: Completion, retries: int = 0) -> Completion:
         """Count one answered request and cache it if it succeeded."""

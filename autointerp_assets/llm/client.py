@@ -7,6 +7,10 @@ is counted in `Usage`. A request that still fails becomes a `Completion` carryin
 that is down (`EndpointError`, naming the URL): when a request cannot connect and the
 server has never answered (or this request has used its retries), one probe decides
 between a transient fault (retry) and a dead endpoint (stop every request at once).
+
+Prompt scoring (`score_prompts`) uses the legacy completions endpoint with `echo` and
+`logprobs` (vLLM, llama.cpp); a server that rejects or ignores them turns
+`supports_prompt_logprobs` off, and every later request is a counted failure, never sent.
 """
 
 from __future__ import annotations
@@ -18,12 +22,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 
 from ..errors import EndpointError
-from .api import ChatRequest, Completion, TokenLogprobs, failed
+from .api import (
+    ChatRequest,
+    Completion,
+    PromptScore,
+    PromptToken,
+    ScoreRequest,
+    TokenLogprobs,
+    failed,
+    failed_score,
+)
 from .cache import CachedAccounting, ResponseCache
 
 log = logging.getLogger(__name__)
@@ -36,6 +49,9 @@ RETRYABLE = frozenset({"rate_limit", "server", "timeout", "connection", "bad_res
 MAX_RETRY_AFTER_S = 300.0
 PROBE_TIMEOUT_S = 10.0
 PROBE_TTL_S = 5.0  # a probe's verdict is reused this long by the other workers
+_NO_PROMPT_LOGPROBS = ("{} returns no prompt logprobs (completions with echo + logprobs); serve the model with "
+                       "vLLM or llama.cpp, or use llm.backend: local for surprisal, simulation and intervention")
+T = TypeVar("T")
 
 
 def _classify(exc: Exception) -> str:
@@ -123,6 +139,7 @@ class OpenAICompatibleLLM(CachedAccounting):
         self.base_url = base_url.rstrip("/")
         self.model_name = model
         self.supports_logprobs = True  # optimistic until the server rejects or omits them
+        self.supports_prompt_logprobs = True  # likewise, for echoed prompt logprobs
         self.max_concurrency = max(1, max_concurrency)
         self.timeout_s = timeout_s
         self.max_retries = max(0, max_retries)
@@ -199,30 +216,46 @@ class OpenAICompatibleLLM(CachedAccounting):
             return self._down
 
     def _answer(self, request: ChatRequest) -> Completion:
+        def attempt() -> Completion:
+            want_logprobs = bool(request.top_logprobs) and self.supports_logprobs
+            response = self._client.chat.completions.create(
+                model=self.model_name,
+                messages=list(request.messages),  # type: ignore[arg-type]
+                max_tokens=request.max_tokens,
+                temperature=request.temperature,
+                **({"logprobs": True, "top_logprobs": request.top_logprobs} if want_logprobs else {}),
+            )
+            self._answered = True
+            return self._parse(response, want_logprobs)
+
+        def drop_logprobs(e: Exception, kind: str) -> bool:
+            if request.top_logprobs and self.supports_logprobs and kind == "bad_request" and "logprob" in str(e).lower():
+                log.info("%s rejects logprobs; continuing without them", self.base_url)
+                self.supports_logprobs = False
+                return True
+            return False
+
+        completion, retries = self._retrying(attempt, drop_logprobs, failed)
+        return self._finish(request, completion, retries)
+
+    def _retrying(self, attempt: Callable[[], T], downgrade: Callable[[Exception, str], bool],
+                  failure: Callable[[str, str], T]) -> tuple[T, int]:
+        """Call `attempt` until it returns, retrying retryable errors with backoff; `downgrade(error,
+        kind)` may change the request and ask for an immediate retry. Returns (result, retries);
+        raises `EndpointError` when a probe finds the endpoint down."""
         retries = 0  # extra attempts of any cause, for `usage.retries`
         failures = 0  # failed attempts, bounded by max_retries
         while True:
             if self._down is not None:
                 raise EndpointError(str(self._down))
-            want_logprobs = bool(request.top_logprobs) and self.supports_logprobs
             self._limiter.wait()
             try:
-                response = self._client.chat.completions.create(
-                    model=self.model_name,
-                    messages=list(request.messages),  # type: ignore[arg-type]
-                    max_tokens=request.max_tokens,
-                    temperature=request.temperature,
-                    **({"logprobs": True, "top_logprobs": request.top_logprobs} if want_logprobs else {}),
-                )
-                self._answered = True
-                completion = self._parse(response, want_logprobs)
-            except Exception as e:  # noqa: BLE001 - every failure becomes a counted Completion
+                return attempt(), retries
+            except Exception as e:  # noqa: BLE001 - every failure becomes a counted result
                 kind = _classify(e)
                 if isinstance(e, openai.APIStatusError):
                     self._answered = True
-                if want_logprobs and kind == "bad_request" and "logprob" in str(e).lower():
-                    log.info("%s rejects logprobs; continuing without them", self.base_url)
-                    self.supports_logprobs = False
+                if downgrade(e, kind):
                     retries += 1
                     continue
                 if kind in ("connection", "timeout") and (not self._answered or failures >= self.max_retries):
@@ -234,15 +267,63 @@ class OpenAICompatibleLLM(CachedAccounting):
                 if kind not in RETRYABLE or failures >= self.max_retries:
                     if kind in RETRYABLE:
                         message = f"{message} (after {failures} retries)"
-                    completion = failed(kind, message)
-                else:
-                    delay = self._backoff(failures, _retry_after_s(e))
-                    log.warning("LLM request failed (%s); retry %d in %.2fs", kind, failures + 1, delay)
-                    self._sleep(delay)
-                    failures += 1
-                    retries += 1
-                    continue
-            return self._finish(request, completion, retries)
+                    return failure(kind, message), retries
+                delay = self._backoff(failures, _retry_after_s(e))
+                log.warning("LLM request failed (%s); retry %d in %.2fs", kind, failures + 1, delay)
+                self._sleep(delay)
+                failures += 1
+                retries += 1
+
+    # -- prompt scoring (legacy completions with echo + logprobs) -----------------------------
+    def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        """Score each prompt; equal requests are sent once. Raises `EndpointError` only when the endpoint is down."""
+        results, misses = self._lookup_scores(requests)
+        copies: dict[ScoreRequest, list[int]] = {}
+        for i in misses:
+            copies.setdefault(requests[i], []).append(i)
+        if copies:
+            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(copies)), thread_name_prefix="llm") as pool:
+                futures = [(request, pool.submit(self._score, request)) for request in copies]
+                try:
+                    for request, future in futures:
+                        score = future.result()
+                        for i in copies[request]:
+                            results[i] = score
+                except EndpointError:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                finally:
+                    self._flush_cache()  # scores already paid for survive an endpoint that went down
+        return results  # type: ignore[return-value]  # every slot is filled
+
+    def _score(self, request: ScoreRequest) -> PromptScore:
+        if not self.supports_prompt_logprobs:
+            return self._finish_score(request, failed_score("unsupported", _NO_PROMPT_LOGPROBS.format(self.base_url)),
+                                      sent=False)
+        billed: list[int] = [0]
+
+        def attempt() -> PromptScore:
+            response = self._client.completions.create(
+                model=self.model_name, prompt=request.prompt, max_tokens=1, temperature=0.0, echo=True,
+                logprobs=max(1, request.top_logprobs or 1),
+            )
+            self._answered = True
+            billed[0] = getattr(getattr(response, "usage", None), "completion_tokens", 0) or 0
+            score = _prompt_score(response, request)
+            if score is None:
+                self.supports_prompt_logprobs = False
+                return failed_score("unsupported", _NO_PROMPT_LOGPROBS.format(self.base_url))
+            return score
+
+        def unsupported(e: Exception, kind: str) -> bool:
+            status = getattr(e, "status_code", None)
+            if status == 404 or (kind == "bad_request" and any(w in str(e).lower() for w in ("echo", "logprob"))):
+                log.info("%s offers no prompt logprobs (%s)", self.base_url, type(e).__name__)
+                self.supports_prompt_logprobs = False
+            return False
+
+        score, retries = self._retrying(attempt, unsupported, failed_score)
+        return self._finish_score(request, score, retries, completion_tokens=billed[0])
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         # Exponential with jitter so concurrent workers do not retry in lockstep; never
@@ -287,3 +368,29 @@ def _logprobs(choice: Any) -> tuple[TokenLogprobs, ...] | None:
         out.append(TokenLogprobs(token=step.token, top=top))
     return tuple(out)
 
+
+
+def _prompt_score(response: Any, request: ScoreRequest) -> PromptScore | None:
+    """The echoed prompt's tokens from `score_from` on, or None when the server sent no prompt logprobs."""
+    choices = getattr(response, "choices", None)
+    logprobs = getattr(choices[0], "logprobs", None) if choices else None
+    tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, "token_logprobs", None)
+    offsets = getattr(logprobs, "text_offset", None)
+    if not tokens or values is None or offsets is None or len({len(tokens), len(values), len(offsets)}) != 1:
+        return None
+    tops = getattr(logprobs, "top_logprobs", None) or [None] * len(tokens)
+    out, in_prompt, asked = [], 0, 0
+    for index, (text, value, offset, top) in enumerate(zip(tokens, values, offsets, tops, strict=False)):
+        if offset >= len(request.prompt):
+            break  # the generated token
+        in_prompt += 1
+        if offset < request.score_from or index == 0:
+            continue  # before the scored part, or the first token (nothing predicts it)
+        asked += 1
+        if value is not None:
+            alternatives = {str(k): float(v) for k, v in top.items()} if request.top_logprobs and top else None
+            out.append(PromptToken(str(text), int(offset), float(value), alternatives))
+    if len(out) < asked:
+        return None  # tokens to score, but their logprobs did not come back
+    usage = getattr(response, "usage", None)
+    return PromptScore(tokens=tuple(out), prompt_tokens=getattr(usage, "prompt_tokens", 0) or in_prompt)

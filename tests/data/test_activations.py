@@ -8,7 +8,7 @@ from support.numeric import assert_same_topk
 
 from autointerp_assets.coders import Neurons, TopKSAE
 from autointerp_assets.data.activations import FIRST_POS, collect_hidden, stream_activations
-from autointerp_assets.data.subject import UnknownHookpointError
+from autointerp_assets.data.subject import UnknownHookpointError, forward_captures, steer
 
 pytestmark = pytest.mark.slow
 
@@ -85,10 +85,15 @@ def test_collect_hidden_skips_the_sink_position(subject, tokens):
     assert h.shape == (40, subject.d_model) and torch.allclose(h, ref, atol=2e-2, rtol=2e-2)
 
 
-def test_unknown_hookpoint_lists_valid_names(subject):
-    with pytest.raises(UnknownHookpointError, match=r"unknown hookpoint 'layers\.99'.*layers\.0\.mlp.*layers\.29"):
-        subject.resolve("layers.99")
-    with pytest.raises(UnknownHookpointError, match="down_proj"):
+def test_unknown_hookpoint_lists_the_accepted_forms(subject):
+    for bad in ("layers.99", "layers.6.mlp.down_proj", "blocks.6.hook_resid_post", "norm"):
+        with pytest.raises(UnknownHookpointError) as e:
+            subject.resolve(bad)
+        text = str(e.value)
+        assert f"unknown hookpoint '{bad}'" in text
+        for form in ("'layers.N'", "'layers.N.mlp'", "'layers.N.self_attn'", "'embed_tokens'", "0 … 29"):
+            assert form in text
+    with pytest.raises(UnknownHookpointError, match="down projection"):
         subject.resolve("layers.2", "neurons")
 
 
@@ -105,3 +110,60 @@ def test_a_failing_sink_stops_the_stream_with_its_error(subject, tokens):
                                                                         random_sae(subject.d_model, 64, 4))},
                            batch_size=1, chunk_tokens=31, sink=full_disk, max_pending=1)
     assert calls == [0]  # it stopped at the first failure
+    with pytest.raises(UnknownHookpointError, match="reads token ids"):
+        subject.resolve("embed_tokens", "input")
+
+
+def test_every_accepted_hookpoint_form_reads_its_tensor(subject, tokens):
+    """Each form captures what the module docstring says, checked against an unhooked full forward."""
+    batch = torch.from_numpy(tokens[:2].astype(np.int64))
+    layer = subject.model.model.layers[2]
+    seen: dict[str, torch.Tensor] = {}
+
+    def keep(name: str, tensor: torch.Tensor) -> None:  # a hook that returns None changes nothing
+        seen[name] = tensor
+
+    hooks = [
+        layer.self_attn.register_forward_hook(lambda m, a, out: keep("attn", out[0])),
+        layer.mlp.register_forward_hook(lambda m, a, out: keep("mlp", out)),
+        layer.mlp.gate_proj.register_forward_pre_hook(lambda m, a: keep("mlp_in", a[0])),
+    ]
+    try:
+        with torch.inference_mode():
+            out = subject.model(batch, output_hidden_states=True)
+    finally:
+        for h in hooks:
+            h.remove()
+    expected = {
+        ("embed_tokens", "output"): out.hidden_states[0],
+        ("model.layers.2", "output"): out.hidden_states[3],
+        ("layers.2", "input"): out.hidden_states[2],
+        ("layers.2.self_attn", "output"): seen["attn"],
+        ("layers.2.mlp", "output"): seen["mlp"],
+        ("layers.2.mlp", "input"): seen["mlp_in"],
+    }
+    for (hookpoint, where), ref in expected.items():
+        capture = subject.resolve(hookpoint, where)
+        got = forward_captures(subject, batch, [capture])[hookpoint]
+        assert got.shape == (*batch.shape, subject.width(capture)) == ref.shape, hookpoint
+        torch.testing.assert_close(got.float(), ref.float(), atol=2e-2, rtol=2e-2, msg=lambda m, h=hookpoint, w=where: f"{h} {w}: {m}")
+
+
+def test_steer_adds_the_delta_where_the_coder_writes(subject, tokens):
+    batch = torch.from_numpy(tokens[:1].astype(np.int64))
+    residual = subject.resolve("layers.2")
+    mlp = subject.resolve("layers.2.mlp")
+    clean = forward_captures(subject, batch, [residual, mlp])
+    delta = torch.randn(subject.d_model, generator=torch.Generator().manual_seed(1))
+    with steer(residual, delta):
+        steered = forward_captures(subject, batch, [residual])[residual.hookpoint]
+    torch.testing.assert_close(steered.float(), clean[residual.hookpoint].float() + delta, atol=0.1, rtol=0.02)
+
+    neurons = subject.resolve("layers.2.mlp", "neurons")
+    with steer(neurons, 3.0 * torch.nn.functional.one_hot(torch.tensor(7), subject.width(neurons)).float()):
+        pushed = forward_captures(subject, batch, [mlp])[mlp.hookpoint]
+    column = subject.model.model.layers[2].mlp.down_proj.weight.detach().float()[:, 7]
+    torch.testing.assert_close(pushed.float(), clean[mlp.hookpoint].float() + 3.0 * column, atol=0.1, rtol=0.02)
+    with pytest.raises(ValueError, match="not its input"):
+        with steer(subject.resolve("layers.2.mlp", "input"), delta):
+            pass

@@ -56,3 +56,16 @@ def test_chat_completions_logprob_degradation_and_cache(served: tuple[str, str],
     again = OpenAICompatibleLLM(base_url, model, None, cache=ResponseCache(store))
     assert [c.text for c in again.complete_many(requests)] == [c.text for c in out]
     assert again.usage.cache_hits == 2 and again.usage.requests == 0
+
+
+def test_prompt_scoring_against_a_server_without_prompt_logprobs(served: tuple[str, str]) -> None:
+    """`transformers serve` ignores echo and logprobs on /v1/completions: the client notices, turns
+    prompt scoring off, and counts every request as a failure that names the fix."""
+    from autointerp_assets.llm.api import ScoreRequest
+
+    base_url, model = served
+    llm = OpenAICompatibleLLM(base_url, model, None, max_concurrency=1, timeout_s=120)
+    out = llm.score_prompts([ScoreRequest("The cat sat on the mat.", 4), ScoreRequest("Hello there.", 0)])
+    assert not llm.supports_prompt_logprobs
+    assert all(not s.ok for s in out) and llm.usage.failures == 2
+    assert "vLLM or llama.cpp" in out[-1].error

@@ -3,12 +3,15 @@
 Each response is decided by `policy(request_number, body) -> action`, and the text of
 a successful answer by `answer(body)`, so a test scripts exactly the faults and
 answers it needs and reads back what the client really sent. `FAULTS` lists the
-faults a real endpoint shows; `FaultServer.__doc__` every action.
+faults a real endpoint shows; `FaultServer.__doc__` every action. The legacy completions
+route answers `echo` + `logprobs` requests with prompt logprobs from `prompt_logprobs(prompt, n)`
+(a deterministic stand-in by default; a test can plug in a real model).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +24,35 @@ Policy = Callable[[int, dict], str]
 # in time, an empty body, a body that is not JSON, the body cut off mid-transfer, the connection
 # dropped without a response, and an answer cut off at max_tokens.
 FAULTS = ("429", "500", "hang", "empty", "garbage", "truncated_body", "drop", "length")
+
+# (token text, character offset, logprob or None for the first token, top alternatives)
+PromptLogprobs = Callable[[str, int], list[tuple[str, int, float | None, dict[str, float]]]]
+
+
+def word_logprobs(prompt: str, n: int) -> list[tuple[str, int, float | None, dict[str, float]]]:
+    """Deterministic prompt logprobs: words and spaces are tokens, longer ones less likely."""
+    out = []
+    for i, m in enumerate(re.finditer(r"\s+|[^\s]+", prompt)):
+        lp = None if i == 0 else -0.1 * len(m.group())
+        top = {} if lp is None else {m.group(): lp, **{f"alt{j}": lp - 1 - j for j in range(n - 1)}}
+        out.append((m.group(), m.start(), lp, top))
+    return out
+
+
+def text_completion(body: dict, prompt_logprobs: PromptLogprobs, with_logprobs: bool) -> dict:
+    """A legacy completion that echoes the prompt (when asked) and generates one token "!"."""
+    prompt = body["prompt"]
+    choice: dict = {"index": 0, "finish_reason": "length", "text": (prompt if body.get("echo") else "") + "!"}
+    if with_logprobs and body.get("logprobs") is not None:
+        tokens = prompt_logprobs(prompt, int(body["logprobs"])) if body.get("echo") else []
+        tokens.append(("!", len(prompt), -0.5, {"!": -0.5}))
+        choice["logprobs"] = {"tokens": [t[0] for t in tokens], "token_logprobs": [t[2] for t in tokens],
+                              "text_offset": [t[1] for t in tokens], "top_logprobs": [t[3] or None for t in tokens]}
+    else:
+        choice["logprobs"] = None
+    return {"id": "cmpl-2", "object": "text_completion", "created": 0, "model": body["model"], "choices": [choice],
+            "usage": {"prompt_tokens": len(word_logprobs(prompt, 1)), "completion_tokens": 1,
+                      "total_tokens": len(word_logprobs(prompt, 1)) + 1}}
 
 
 def reply_text(body: dict) -> str:
@@ -64,6 +96,7 @@ class FaultServer:
     def __init__(self) -> None:
         self.policy: Policy = lambda n, body: "ok"
         self.answer: Callable[[dict], str] = reply_text
+        self.prompt_logprobs: PromptLogprobs = word_logprobs
         self.bodies: list[dict] = []
         self.auth_headers: list[str] = []
         self.actions: list[str] = []  # what each request got, in arrival order
@@ -100,7 +133,10 @@ class FaultServer:
                     action = server.policy(n, body)
                     with server._lock:
                         server.actions.append(action)
-                    self._act(action, body)
+                    if self.path.endswith("/completions") and not self.path.endswith("/chat/completions"):
+                        self._act_text(action, body)
+                    else:
+                        self._act(action, body)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
@@ -150,6 +186,18 @@ class FaultServer:
                     self._send(200, chat_completion(body, False, text[: max(1, len(text) // 2)], "length"))
                 else:
                     raise AssertionError(f"unknown action {action}")
+
+            def _act_text(self, action: str, body: dict) -> None:
+                if action == "ok":
+                    self._send(200, text_completion(body, server.prompt_logprobs, True))
+                elif action == "ok_nologprobs":
+                    self._send(200, text_completion(body, server.prompt_logprobs, False))
+                elif action == "reject_logprobs":
+                    self._send(400, {"error": {"message": "echo with logprobs is not supported"}})
+                elif action == "no_route":
+                    self._send(404, {"detail": "Not Found"})
+                else:
+                    self._act(action, body)
 
             def _send(self, status: int, obj: dict, headers: dict[str, str] | None = None) -> None:
                 self._send_raw(status, json.dumps(obj).encode(), "application/json", headers)
