@@ -73,11 +73,14 @@ def lift_table(table: pl.DataFrame) -> pl.DataFrame:
         if col not in table.columns or table[col].drop_nulls().is_empty():
             continue
         scored = table.filter(pl.col(col).is_not_null())
-        rows.append({"scorer": s, "metric": m, "n_latents": scored.height,
-                     "mean_windows": scored[f"{col}_n"].mean() if f"{col}_n" in table.columns else None,
-                     "mean": scored[col].mean(), "mean_chance": scored[f"{col}_chance"].mean(),
-                     "mean_lift": scored[f"{col}_lift"].mean(),
-                     "n_with_chance": int(scored[f"{col}_lift"].is_not_null().sum())})
+
+        def mean(suffix: str, scored: pl.DataFrame = scored, col: str = col) -> float | None:
+            return scored[col + suffix].mean() if col + suffix in scored.columns else None  # type: ignore[return-value]
+
+        lift = scored[f"{col}_lift"] if f"{col}_lift" in scored.columns else pl.Series([], dtype=pl.Float64)
+        rows.append({"scorer": s, "metric": m, "n_latents": scored.height, "mean_windows": mean("_n"),
+                     "mean": scored[col].mean(), "mean_chance": mean("_chance"), "mean_lift": mean("_lift"),
+                     "n_with_chance": int(lift.is_not_null().sum())})
     return pl.DataFrame(rows, schema={"scorer": pl.Utf8, "metric": pl.Utf8, "n_latents": pl.Int64,
                                       "mean_windows": pl.Float64, "mean": pl.Float64, "mean_chance": pl.Float64,
                                       "mean_lift": pl.Float64, "n_with_chance": pl.Int64})

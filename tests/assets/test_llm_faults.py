@@ -34,18 +34,26 @@ ANSWERED = {"ok", "length"}  # a cut-off answer is still an answer: paid for, ca
 
 
 def answer(body: dict) -> str:
-    """An explanation for explainer prompts; a 0/1 list of the asked length for scorer prompts."""
+    """An explanation for explainer prompts; for scorer prompts a 0/1 list of the asked length
+    (list mode) or Yes/No (single mode), drawn from the prompt."""
     prompt = body["messages"][-1]["content"]
     wanted = re.search(r"list of exactly (\d+) values", prompt)
     if wanted:
         rng = random.Random(prompt)
         return "[" + ", ".join(rng.choice("01") for _ in range(int(wanted.group(1)))) + "]"
+    if "Answer Yes or No" in prompt:
+        return random.Random(prompt).choice(["Yes", "No"])
     return "Explanation: identifiers in Python source code"
 
 
 def identity(body: dict) -> str:
     """What a request asks, independent of whether logprobs were requested this time."""
     return json.dumps([body["messages"], body.get("max_tokens")], sort_keys=True)
+
+
+def form(body: dict) -> tuple[str, bool]:
+    """A request as the cache keys it: what it asks, and whether it asked for logprobs."""
+    return identity(body), bool(body.get("top_logprobs"))
 
 
 class Faults:
@@ -123,10 +131,15 @@ def test_every_fault_is_survived_counted_and_retried_once(data_root, instance, s
     answered_before = {ident for ident, action in first.items() if action in ANSWERED}
     failed_before = set(first) - answered_before
     resent = set(outcomes(server, since=before))
-    assert not resent & answered_before  # pays for nothing twice
+    # Pays for nothing twice in the same form. After the server refused logprobs, the first run asked
+    # without them; the rerun's fresh client asks with them again: a different request, sent once more.
+    answered_forms = {form(b) for b, a in zip(server.bodies[:before], server.actions[:before]) if a in ANSWERED}
+    assert not answered_forms & {form(b) for b in server.bodies[before:]}
     assert failed_before <= resent  # every failure is retried...
-    new = resent - failed_before  # ...and the only new prompts score explanations that failed before
-    assert all("list of exactly" in json.loads(ident)[0][-1]["content"] for ident in new)
+    without_logprobs = {identity(b) for b, a in zip(server.bodies[:before], server.actions[:before])
+                        if a in ANSWERED and not b.get("top_logprobs")}
+    new = resent - failed_before - without_logprobs  # ...and the only new prompts score explanations
+    assert all("<description>" in json.loads(ident)[0][-1]["content"] for ident in new)  # that failed before
     again = pl.read_parquet(root / "explanations" / LAYER / f"{RANGE}.parquet")
     assert not again["reason"].str.contains("llm error").any()
     rescored = pl.read_parquet(root / "scores" / LAYER / f"{RANGE}.parquet")

@@ -9,9 +9,9 @@ import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
+from support.project import small_config
 
 from autointerp_assets.assets.report import report
-from autointerp_assets.config import ProjectConfig
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
 from autointerp_assets.partitions import layer_partitions
 from autointerp_assets.report import plots
@@ -36,9 +36,11 @@ def store(tmp_path):
         latents = list(range(lo, lo + 16))
         density = np.logspace(-4, -1, 16)
         detection = 0.6 + 0.35 * (np.log10(density) + 4) / 3
+        chance = rng.normal(0.5, 0.03, 16)
         store.write_parquet(partition_path("scores", LAYER, key), pl.DataFrame({
             "latent": latents, "status": ["ok"] * 16, "n_failed": [0] * 16,
-            "detection_balanced_accuracy": detection, "detection_balanced_accuracy_chance": rng.normal(0.5, 0.03, 16),
+            "detection_balanced_accuracy": detection, "detection_balanced_accuracy_chance": chance,
+            "detection_balanced_accuracy_lift": detection - chance,
             "embedding_auroc": detection - 0.05}))
         stats = pl.DataFrame({"latent": latents, "n_firing": (density * 1e5).astype(int), "density": density,
                               "max_act": [1.0] * 16})
@@ -64,7 +66,7 @@ def test_the_report_partition_shows_plots_and_typed_rounded_tables(store):
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(layer_partitions.name, [LAYER])
     result = dg.materialize([report], partition_key=LAYER, instance=instance,
-                            resources={"storage": Storage(root=store.root), "project": Project.of(ProjectConfig())})
+                            resources={"storage": Storage(root=store.root), "project": Project.of(small_config())})
     meta = result.get_asset_materialization_events()[0].materialization.metadata
     for name in ("score_distributions", "score_vs_frequency"):
         markdown = meta[name].value
