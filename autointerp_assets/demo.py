@@ -67,6 +67,9 @@ def failure_line(result: dg.ExecuteInProcessResult) -> str:
             if data.user_failure_data is not None and data.user_failure_data.description:
                 return data.user_failure_data.description
             error = data.error.cause or data.error if data.error else None
+            if error and error.cls_name == "DagsterAssetCheckFailedError":
+                return (f"{error.message.strip()} (its metadata in the UI, `dagster dev`, says why; the thresholds "
+                        "are under checks: in the config)")
             return (f"{error.cls_name}: {error.message.strip()} (a bug, not your input: the traceback is in the run "
                     "log, `dagster dev`)" if error else "see the run log in the Dagster UI (dagster dev)")
     return "see the run log in the Dagster UI (dagster dev)"

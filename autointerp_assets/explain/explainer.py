@@ -21,7 +21,7 @@ from .prompts import (
     top_tokens_explanation,
 )
 
-CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
+CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
 EXPLANATION_SCHEMA: dict[str, pl.DataType] = {
     "latent": pl.Int64(),
     "status": pl.Utf8(),  # "ok" | "failed" | "skipped"

@@ -209,7 +209,8 @@ def _clean_line(line: str) -> str:
 def parse_explanation(text: str | None, max_chars: int = MAX_EXPLANATION_CHARS) -> Parsed[str]:
     """The explanation from an explainer answer: the first non-empty line after the last
     "Explanation:" label, else the last non-empty line; markdown emphasis, bullets and
-    surrounding quotes removed. Empty, overlong, word-less or placeholder answers fail."""
+    surrounding quotes removed; an overlong line is cut to its first sentence. Empty, overlong,
+    word-less or placeholder answers fail."""
     if text is None or not text.strip():
         return Parsed(None, "empty answer")
     body = text.replace("**", "")
@@ -221,6 +222,8 @@ def parse_explanation(text: str | None, max_chars: int = MAX_EXPLANATION_CHARS) 
     explanation = _clean_line(lines[0]) if lines else ""
     if not explanation:
         return Parsed(None, "empty explanation")
+    if len(explanation) > max_chars:  # a rambling answer: its first sentence, if that is short enough
+        explanation = re.split(r"(?<=[.!?])\s+", explanation, maxsplit=1)[0]
     if len(explanation) > max_chars:
         return Parsed(None, f"explanation too long ({len(explanation)} chars > {max_chars})")
     if not re.search(r"[^\W\d_]", explanation):

@@ -115,6 +115,7 @@ def test_top_tokens_weighted_by_activation():
         ("Explanation: a\nExplanation: the final one", "the final one"),
         ("Some thoughts.\n\nnumbers after a dollar sign\n", "numbers after a dollar sign"),
         ("Explanation: -ing suffixes", "-ing suffixes"),
+        ("Explanation: file paths in code. " + "It goes on and on. " * 20, "file paths in code."),  # first sentence
     ],
 )
 
@@ -131,6 +132,7 @@ def test_parse_explanation_accepts(answer, expected):
         ("   \n", "empty answer"),
         ("Explanation:   ", "empty explanation"),
         ("Explanation: " + "word " * 100, "too long"),
+        ("Explanation: " + "word " * 70 + "end. More.", "too long"),  # its first sentence is still too long
         ("Explanation: 1234 !!", "no words"),
         ("Explanation: <your description>", "placeholder"),
     ],
