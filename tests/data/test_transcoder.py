@@ -16,6 +16,7 @@ from autointerp_assets.config import TopKCoderConfig
 from autointerp_assets.data.activations import FIRST_POS
 from autointerp_assets.data.corpus import ANALYSIS
 from autointerp_assets.store import layout
+from autointerp_assets.store.activations import read_latent_range
 from autointerp_assets.store.store import ArtifactStore
 
 pytestmark = pytest.mark.slow
@@ -69,11 +70,13 @@ def test_transcoder_at_mlp_encodes_the_mlp_input(data_root, instance, tmp_path):
     result = run(["activations"], HOOKPOINT, store_root, instance, cfg=cfg)
     assert result.success
     store = ArtifactStore(str(store_root))
-    rows = pl.concat(list(layout.read_activation_chunks(store, HOOKPOINT)))
+    manifest = layout.read_manifest(store, HOOKPOINT)
+    rows = pl.concat(list(read_latent_range(store, HOOKPOINT, manifest, range(manifest["n_latents"]))))
     corpus = layout.read_corpus(store)
     tokens, seq_ids = layout.analysis_tokens(corpus)
-    assert seq_ids.tolist() == sorted(seq_ids.tolist())
-    rows = rows.with_columns(pl.col("seq").replace_strict(seq_ids.tolist(), list(range(len(seq_ids)))))
+    tokens = np.asarray(tokens)  # [n, T]: every lazily read row
+    assert list(seq_ids) == sorted(list(seq_ids))
+    rows = rows.with_columns(pl.col("seq").replace_strict(list(seq_ids), list(range(len(seq_ids)))))
 
     from resources.subject_model import SubjectModel
 
