@@ -46,7 +46,7 @@ def instance():
 
 def _key(text: str) -> tuple[str, str]:
     """(layer, range) of a key typed as LAYER|RANGE (or URL-encoded), checked against the config."""
-    from .config import load_config
+    from .config_file import load_config
     from .errors import PartitionKeyError
     from .partition_keys import check_partition_key
     from .partitions import layer_ranges
@@ -63,7 +63,7 @@ def _key(text: str) -> tuple[str, str]:
 def demo(partition: str | None, through: str, max_latents: int) -> int:
     from resources import build_resources
 
-    from .config import load_config
+    from .config_file import load_config
     from .demo import STAGES, run_demo
     from .partitions import layer_ranges, register_partitions
     from .preflight import check_project
@@ -90,7 +90,7 @@ def _materialize(selection: list[str], layer: str, latent_range: str, run_config
 
     from .checks import build_asset_checks
     from .code_location import build_assets
-    from .config import load_config
+    from .config_file import load_config
     from .demo import QUIET
     from .partitions import partition_key, register_partitions
 
@@ -112,7 +112,7 @@ def _failed(result) -> int:
 def explain(partition: str, latents: list[int], max_latents: int | None, all_latents: bool) -> int:
     from resources import build_resources
 
-    from .config import load_config
+    from .config_file import load_config
     from .report import summary
 
     layer, latent_range = _key(partition)
@@ -132,7 +132,7 @@ def review(partition: str, latent: int, verdict: str, text: str | None, reviewer
     `reviews` asset (the same path as the UI's review_job), so it is in the run history."""
     from resources import build_resources
 
-    from .config import load_config
+    from .config_file import load_config
     from .report import review as reviews
     from .store import layout
 
@@ -163,7 +163,7 @@ def import_explanations(partition: str, path: str, by: str) -> int:
     (the run records the source, its hash and who imported it)."""
     from resources import build_resources
 
-    from .config import load_config
+    from .config_file import load_config
     from .explain import imported
     from .partitions import parse_latent_range
 
@@ -185,7 +185,7 @@ def import_explanations(partition: str, path: str, by: str) -> int:
 
 def backfill(layers: list[str], assets: list[str]) -> int:
     from .backfill import submit_backfill
-    from .config import load_config
+    from .config_file import load_config
     from .partition_keys import check_layer
     from .partitions import register_partitions
 
@@ -268,7 +268,7 @@ def _main(argv: list[str] | None) -> int:
         return review(args.partition, args.latent, args.verdict, args.text, args.reviewer)
     if args.command == "backfill":
         return backfill(args.layers, args.assets)
-    from .config import load_config
+    from .config_file import load_config
     from .partition_keys import check_layer
     from .partitions import layer_partitions, register_partitions
 

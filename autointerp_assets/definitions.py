@@ -9,7 +9,7 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 warnings.filterwarnings("ignore", category=dg.PreviewWarning)
 
 from .code_location import build_definitions  # noqa: E402
-from .config import load_config  # noqa: E402
+from .config_file import load_config  # noqa: E402
 from .preflight import check_at_load  # noqa: E402
 from .user_errors import install_excepthook  # noqa: E402
 

@@ -60,7 +60,7 @@ def _registered_layers() -> list[str] | None:
 
 def partition_help(key: str) -> str:
     """Why Dagster has no partition `key`, with the valid keys and the command that registers them."""
-    from .config import load_config
+    from .config_file import load_config
     from .partition_keys import check_partition_key
     from .partitions import layer_ranges
 

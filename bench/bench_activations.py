@@ -165,7 +165,7 @@ def versus(args: argparse.Namespace) -> None:
 MEMORY_RUN = """
 import json, sys, dagster as dg
 from autointerp_assets.assets import ALL_ASSETS
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 from resources import build_resources
 inst = dg.DagsterInstance.ephemeral(); inst.add_dynamic_partitions("layer", ["layers.6"])
 res = build_resources(load_config())

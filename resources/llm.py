@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import dagster as dg
 
-from autointerp_assets.config import ConfigError
+from autointerp_assets.config_file import ConfigError
 from autointerp_assets.llm.api import ChatLLM
 from autointerp_assets.llm.cache import ResponseCache
 from autointerp_assets.llm.client import OpenAICompatibleLLM

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from autointerp_assets.config import ConfigError, load_config, parse_config
+from autointerp_assets.config_file import ConfigError, load_config, parse_config
 from autointerp_assets.partitions import latent_range_keys, layer_ranges, parse_latent_range
 
 

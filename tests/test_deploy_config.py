@@ -13,7 +13,7 @@ import pytest
 import yaml
 from dagster._core.instance.config import dagster_instance_config
 
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 from autointerp_assets.store.store import ArtifactStore
 from resources import build_resources
 

@@ -24,7 +24,7 @@ from support.postgres import postgres_bin, temporary_postgres
 from support.transformers_server import stop_process_group
 
 from autointerp_assets.code_location import build_assets
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 
 REPO = Path(__file__).parents[1]
 INSTANCE = REPO / "deploy" / "dagster-postgres.yaml"

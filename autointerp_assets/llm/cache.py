@@ -24,7 +24,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import polars as pl
@@ -195,11 +195,25 @@ def _completion(raw: dict[str, Any] | None) -> Completion | None:
 
 
 # -- shared accounting -------------------------------------------------------------------------
+def once_each(model: str, requests: Sequence[Any], answer_distinct: Callable[[list[Any]], list[Any]]) -> list[Any]:
+    """`answer_distinct` over the distinct requests only, its answers copied to the repeats: equal
+    prompts in one call (two latents sharing a window and an explanation) are paid for once and get
+    one answer, never two that differ with batch numerics."""
+    keys = [ResponseCache.key(model, r) for r in requests]
+    first: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+    if len(first) == len(requests):
+        return answer_distinct(list(requests))
+    answers = dict(zip(first, answer_distinct([requests[i] for i in first.values()]), strict=True))
+    return [answers[key] for key in keys]
+
+
 class CachedAccounting:
     """Cache lookup and `Usage` bookkeeping shared by the HTTP and in-process backends.
 
-    Backends implement `_complete_many` over distinct requests: `_lookup` first, `_finish` per
-    answered request, and `_flush_cache` before it returns."""
+    Backends implement `_complete_many` and `_score_many` over distinct requests (`once_each`):
+    `_lookup` first, `_finish` per answered request, and `_flush_cache` before they return."""
 
     model_name: str
     usage: Usage
@@ -212,18 +226,15 @@ class CachedAccounting:
         self._usage_lock = threading.Lock()
 
     def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        """Each distinct request answered once: equal prompts in one call (two latents sharing a
-        window and an explanation) get one answer, never two that differ with batch numerics."""
-        keys = [ResponseCache.key(self.model_name, r) for r in requests]
-        first: dict[str, int] = {}
-        for i, key in enumerate(keys):
-            first.setdefault(key, i)
-        if len(first) == len(requests):
-            return self._complete_many(requests)
-        answers = dict(zip(first, self._complete_many([requests[i] for i in first.values()]), strict=True))
-        return [answers[key] for key in keys]
+        return once_each(self.model_name, requests, self._complete_many)
+
+    def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        return once_each(self.model_name, requests, self._score_many)
 
     def _complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
+        raise NotImplementedError
+
+    def _score_many(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
         raise NotImplementedError
 
     def _lookup(self, requests: Sequence[ChatRequest]) -> tuple[list[Completion | None], list[int]]:
@@ -246,17 +257,7 @@ class CachedAccounting:
     def _finish_score(self, request: ScoreRequest, score: PromptScore, retries: int = 0, *,
                       sent: bool = True, completion_tokens: int = 0) -> PromptScore:
         """Count one prompt-scoring request (`sent=False`: refused before sending, a failure all the same)."""
-        with self._usage_lock:
-            u = self.usage
-            u.requests += int(sent)
-            u.retries += retries
-            u.prompt_tokens += score.prompt_tokens
-            u.completion_tokens += completion_tokens
-            u.cost_usd += (score.prompt_tokens * self._price_in + completion_tokens * self._price_out) / 1e6
-            if not score.ok:
-                u.failures += 1
-                kind = error_kind(score)
-                u.errors[kind] = u.errors.get(kind, 0) + 1
+        self._count(score, score.prompt_tokens, completion_tokens, retries, sent)
         if self.cache is not None and score.ok:
             try:
                 self.cache.put_score(self.model_name, request, score)
@@ -266,25 +267,27 @@ class CachedAccounting:
 
     def _finish(self, request: ChatRequest, completion: Completion, retries: int = 0) -> Completion:
         """Count one answered request and cache it if it succeeded."""
-        with self._usage_lock:
-            u = self.usage
-            u.requests += 1
-            u.retries += retries
-            u.prompt_tokens += completion.prompt_tokens
-            u.completion_tokens += completion.completion_tokens
-            u.cost_usd += (
-                completion.prompt_tokens * self._price_in + completion.completion_tokens * self._price_out
-            ) / 1e6
-            if not completion.ok:
-                u.failures += 1
-                kind = error_kind(completion)
-                u.errors[kind] = u.errors.get(kind, 0) + 1
+        self._count(completion, completion.prompt_tokens, completion.completion_tokens, retries, sent=True)
         if self.cache is not None and completion.ok:
             try:
                 self.cache.put(self.model_name, request, completion)
             except Exception as e:  # noqa: BLE001 - the answer is still good; only a rerun pays again
                 log.warning("could not cache an LLM response: %s: %s", type(e).__name__, e)
         return completion
+
+    def _count(self, result: Completion | PromptScore, prompt_tokens: int, completion_tokens: int, retries: int,
+               sent: bool) -> None:
+        with self._usage_lock:
+            u = self.usage
+            u.requests += int(sent)
+            u.retries += retries
+            u.prompt_tokens += prompt_tokens
+            u.completion_tokens += completion_tokens
+            u.cost_usd += (prompt_tokens * self._price_in + completion_tokens * self._price_out) / 1e6
+            if not result.ok:
+                u.failures += 1
+                kind = error_kind(result)
+                u.errors[kind] = u.errors.get(kind, 0) + 1
 
     def _flush_cache(self) -> None:
         if self.cache is not None:

@@ -187,10 +187,15 @@ class OpenAICompatibleLLM(CachedAccounting):
     def _complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         """Answer each request; raises `EndpointError` only when the endpoint is down."""
         results, misses = self._lookup(requests)
+        return self._send(self._answer, requests, results, misses)
+
+    def _send(self, send: Callable[[Any], Any], requests: Sequence[Any], results: list[Any],
+              misses: list[int]) -> list[Any]:
+        """`send` each missed request, `max_concurrency` at a time, into `results`."""
         if misses:
             workers = min(self.max_concurrency, len(misses))
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="llm") as pool:
-                futures = [(i, pool.submit(self._answer, requests[i])) for i in misses]
+                futures = [(i, pool.submit(send, requests[i])) for i in misses]
                 try:
                     for i, future in futures:
                         results[i] = future.result()
@@ -199,7 +204,7 @@ class OpenAICompatibleLLM(CachedAccounting):
                     raise
                 finally:
                     self._flush_cache()  # answers already paid for survive an endpoint that went down
-        return results  # type: ignore[return-value]  # every slot is filled
+        return results  # every slot is filled
 
     def _endpoint_down(self) -> EndpointError | None:
         """One probe at a time; its verdict is shared by every worker for PROBE_TTL_S."""
@@ -275,26 +280,10 @@ class OpenAICompatibleLLM(CachedAccounting):
                 retries += 1
 
     # -- prompt scoring (legacy completions with echo + logprobs) -----------------------------
-    def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
-        """Score each prompt; equal requests are sent once. Raises `EndpointError` only when the endpoint is down."""
+    def _score_many(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        """Score each prompt; raises `EndpointError` only when the endpoint is down."""
         results, misses = self._lookup_scores(requests)
-        copies: dict[ScoreRequest, list[int]] = {}
-        for i in misses:
-            copies.setdefault(requests[i], []).append(i)
-        if copies:
-            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(copies)), thread_name_prefix="llm") as pool:
-                futures = [(request, pool.submit(self._score, request)) for request in copies]
-                try:
-                    for request, future in futures:
-                        score = future.result()
-                        for i in copies[request]:
-                            results[i] = score
-                except EndpointError:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
-                finally:
-                    self._flush_cache()  # scores already paid for survive an endpoint that went down
-        return results  # type: ignore[return-value]  # every slot is filled
+        return self._send(self._score, requests, results, misses)
 
     def _score(self, request: ScoreRequest) -> PromptScore:
         if not self.supports_prompt_logprobs:

@@ -82,23 +82,18 @@ class LocalChatLLM(CachedAccounting):
         self._flush_cache()
         return results  # type: ignore[return-value]  # every slot is filled
 
-    def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+    def _score_many(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
         results, misses = self._lookup_scores(requests)
-        copies: dict[ScoreRequest, list[int]] = {}  # equal requests are scored once
-        for i in misses:
-            copies.setdefault(requests[i], []).append(i)
         with self._lock:
-            order = sorted(copies, key=lambda r: len(r.prompt))
+            order = sorted(misses, key=lambda i: len(requests[i].prompt))
             for start in range(0, len(order), self.batch_size):
                 batch = order[start : start + self.batch_size]
                 try:
-                    scores = self._score_batch(batch)
+                    scores = self._score_batch([requests[i] for i in batch])
                 except Exception as e:  # noqa: BLE001 - a failed batch becomes counted failures
                     scores = [failed_score("scoring", f"{type(e).__name__}: {e}"[:300]) for _ in batch]
-                for request, score in zip(batch, scores, strict=True):
-                    done = self._finish_score(request, score)
-                    for i in copies[request]:
-                        results[i] = done
+                for i, score in zip(batch, scores, strict=True):
+                    results[i] = self._finish_score(requests[i], score)
         self._flush_cache()
         return results  # type: ignore[return-value]  # every slot is filled
 

@@ -19,7 +19,7 @@ import polars as pl
 from ..config import ExplainerConfig, LLMConfig, SamplingConfig, ScorerConfig
 from ..explain.explainer import explain_latents
 from ..llm.api import ChatRequest, Completion, Usage
-from ..llm.cache import ResponseCache
+from ..llm.cache import once_each
 from ..scoring.registry import SCORERS
 from ..scoring.scores import score_latents
 
@@ -37,8 +37,10 @@ class DryRunLLM:
         self.requests: list[ChatRequest] = []
 
     def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
-        # Equal requests in one call are sent once by every backend (llm.cache.CachedAccounting).
-        self.requests += {ResponseCache.key("dry-run", r): r for r in requests}.values()
+        return once_each(self.model_name, requests, self._record)  # as every backend sends them
+
+    def _record(self, requests: list[ChatRequest]) -> list[Completion]:
+        self.requests += requests
         return [Completion(text=None, error="dry_run: not sent") for _ in requests]
 
 

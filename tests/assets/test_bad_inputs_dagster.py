@@ -21,7 +21,7 @@ import yaml
 from support.inputs import free_url, sae_dir, truncate
 from support.project import SMALL_CONFIG
 
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 from autointerp_assets.partitions import register_partitions
 
 pytestmark = pytest.mark.slow

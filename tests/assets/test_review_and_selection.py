@@ -14,7 +14,7 @@ from support.fake_openai_server import FaultServer
 from support.project import LAYER, RANGE, SMALL_CONFIG, key, run
 
 from autointerp_assets.cli import main
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 from autointerp_assets.explain.selection import NOT_SELECTED
 from autointerp_assets.report.rollup import build_report
 from autointerp_assets.store import layout

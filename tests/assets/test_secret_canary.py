@@ -23,7 +23,7 @@ from support.fake_openai_server import FaultServer
 from support.project import SMALL_CONFIG, key
 
 from autointerp_assets.assets import ALL_ASSETS
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 from autointerp_assets.partitions import register_partitions
 from resources import Storage, build_resources
 

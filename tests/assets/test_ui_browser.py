@@ -28,7 +28,7 @@ from support.fake_openai_server import FaultServer
 from support.project import on_disk_project
 from support.transformers_server import free_port, stop_process_group
 
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 from autointerp_assets.partitions import register_partitions
 
 sync_api = pytest.importorskip("playwright.sync_api")

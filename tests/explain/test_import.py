@@ -12,7 +12,7 @@ from support.project import SMALL_CONFIG
 
 from autointerp_assets.cli import main
 from autointerp_assets.code_location import build_definitions
-from autointerp_assets.config import load_config
+from autointerp_assets.config_file import load_config
 from autointerp_assets.explain import imported
 from autointerp_assets.explain.explainer import EXPLANATION_SCHEMA
 from autointerp_assets.partitions import partition_key, register_partitions

@@ -26,7 +26,8 @@ import torch
 import yaml
 
 from autointerp_assets.assets import ALL_ASSETS
-from autointerp_assets.config import ProjectConfig, load_config
+from autointerp_assets.config import ProjectConfig
+from autointerp_assets.config_file import load_config
 from autointerp_assets.partitions import partition_key, register_partitions
 from autointerp_assets.store.store import ArtifactStore, partition_path
 from resources import build_resources

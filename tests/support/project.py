@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from autointerp_assets.code_location import build_assets
-from autointerp_assets.config import ProjectConfig, load_config
+from autointerp_assets.config import ProjectConfig
+from autointerp_assets.config_file import load_config
 from autointerp_assets.partitions import partition_key, register_partitions
 from resources import Project, Storage, build_resources
 
