@@ -18,8 +18,8 @@ from autointerp_assets.config import (
     NeuronsCoderConfig,
     TopKCoderConfig,
     TrainTopKCoderConfig,
-    load_config,
 )
+from autointerp_assets.config_file import load_config
 from autointerp_assets.partitions import register_partitions
 from resources.storage import Storage
 from sensors import build_hookpoint_sensor, build_source_assets
