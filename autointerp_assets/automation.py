@@ -49,7 +49,7 @@ from .explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPTS
 from .explain.prompts import explainer_prompt_key
 from .report import review, rollup
 from .scoring import CODE_VERSION as SCORING_CODE_VERSION
-from .scoring.prompts import PROMPT_VERSIONS as SCORER_PROMPTS
+from .scoring.registry import SCORERS
 
 AC = dg.AutomationCondition
 GPU_ASSETS = ("sparse_coder", "activations")
@@ -64,6 +64,7 @@ def stage_inputs(cfg: ProjectConfig) -> dict[str, dict[str, Any]]:
     explain_prompt = explainer_prompt_key(cfg.explainer.kind, cfg.explainer.show_activations,
                                           cfg.explainer.chain_of_thought)
     model = {"dtype": cfg.subject_model.dtype}  # device and batch size change speed, not results
+    mode = cfg.scorer.mode(cfg.llm.backend)
     return {
         "corpus": {"code": corpus.CODE_VERSION, "corpus": cfg.corpus, "tokenizer": cfg.subject_model.id},
         "sparse_coder": {"code": coders.CODE_VERSION, **model},
@@ -75,7 +76,7 @@ def stage_inputs(cfg: ProjectConfig) -> dict[str, dict[str, Any]]:
         "reviews": {"code": review.CODE_VERSION},
         "scores": {"code": SCORING_CODE_VERSION, "scorer": cfg.scorer, "seed": cfg.sampling.seed,
                    "llm": cfg.llm.model,
-                   "prompts": {k: SCORER_PROMPTS[k] for k in cfg.scorer.kinds if k in SCORER_PROMPTS}},
+                   "prompts": {k: SCORERS[k].prompt_version(mode) for k in cfg.scorer.kinds if SCORERS[k].uses_llm}},
         "report": {"code": rollup.CODE_VERSION},
     }
 

@@ -176,7 +176,9 @@ class ScorerConfig(_Strict):
     kinds: list[str] = Field(
         default_factory=lambda: ["detection", "fuzzing", "embedding"],
         description="Scorers to run, names of scoring.registry.SCORERS: detection and fuzzing ask the LLM; "
-        "embedding ranks windows by similarity to the explanation (no LLM).",
+        "embedding ranks windows by similarity to the explanation (no LLM); surprisal reads the LLM's prompt "
+        "logprobs with and without the explanation; simulation predicts every token's activation (the most "
+        "prompt tokens of all).",
     )
     prompt_mode: Literal["auto", "single", "list"] = Field(
         "auto", description="LLM scorers: 'single' asks about one window per request and reads P(yes) from the "
@@ -184,7 +186,8 @@ class ScorerConfig(_Strict):
         "examples_per_prompt windows (cheaper with large remote models); 'auto' = single for llm.backend local, "
         "list otherwise.",
     )
-    examples_per_prompt: int = Field(5, ge=1, description="Windows per request in list mode.")
+    examples_per_prompt: int = Field(5, ge=1, description="Windows per request in list mode, and per "
+                                     "all-at-once simulation prompt.")
     chance_baseline: bool = Field(
         True, description="Also score each latent with a shuffled explanation (another latent's of the same "
         "partition, seeded) through the same scorer: the <metric>_chance and <metric>_lift columns. Doubles "

@@ -18,7 +18,7 @@ import polars as pl
 
 from ..config import ExplainerConfig, LLMConfig, SamplingConfig, ScorerConfig
 from ..explain.explainer import explain_latents
-from ..llm.api import ChatRequest, Completion, Usage
+from ..llm.api import ChatRequest, Completion, PromptScore, ScoreRequest, Usage, failed_score
 from ..llm.cache import once_each
 from ..scoring.registry import SCORERS
 from ..scoring.scores import score_latents
@@ -31,17 +31,25 @@ _PLACEHOLDER_EXPLANATION = "x" * 100
 class DryRunLLM:
     model_name = "dry-run"
     supports_logprobs = True
+    supports_prompt_logprobs = True
 
     def __init__(self) -> None:
         self.usage = Usage()
-        self.requests: list[ChatRequest] = []
+        self.requests: list[ChatRequest | ScoreRequest] = []
 
     def complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         return once_each(self.model_name, requests, self._record)  # as every backend sends them
 
+    def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
+        return once_each(self.model_name, requests, self._record_scoring)
+
     def _record(self, requests: list[ChatRequest]) -> list[Completion]:
         self.requests += requests
         return [Completion(text=None, error="dry_run: not sent") for _ in requests]
+
+    def _record_scoring(self, requests: list[ScoreRequest]) -> list[PromptScore]:
+        self.requests += requests
+        return [failed_score("dry_run", "not sent") for _ in requests]
 
 
 @dataclass(frozen=True)
@@ -61,14 +69,21 @@ class CostEstimate:
                 "estimated_chance_baseline_cost_usd": round(self.chance_cost_usd, 6)}
 
 
-def _priced(requests: list[ChatRequest], llm: LLMConfig) -> tuple[int, int, float]:
-    prompt = round(sum(len(m["content"]) for r in requests for m in r.messages) / CHARS_PER_TOKEN)
-    completion = sum(r.max_tokens for r in requests)
+def _chars(request: ChatRequest | ScoreRequest) -> int:
+    if isinstance(request, ScoreRequest):
+        return len(request.prompt)
+    return sum(len(m["content"]) for m in request.messages)
+
+
+def _priced(requests: Sequence[ChatRequest | ScoreRequest], llm: LLMConfig) -> tuple[int, int, float]:
+    """Prompt scoring generates nothing: its requests cost prompt tokens only."""
+    prompt = round(sum(_chars(r) for r in requests) / CHARS_PER_TOKEN)
+    completion = sum(r.max_tokens for r in requests if isinstance(r, ChatRequest))
     return prompt, completion, (prompt * llm.price_per_million_input + completion * llm.price_per_million_output) / 1e6
 
 
 def _scoring_requests(contexts: pl.DataFrame, explained: pl.DataFrame, scorer: ScorerConfig,
-                      sampling: SamplingConfig, llm: LLMConfig) -> list[ChatRequest]:
+                      sampling: SamplingConfig, llm: LLMConfig) -> list[ChatRequest | ScoreRequest]:
     dry = DryRunLLM()
     llm_kinds = [k for k in scorer.kinds if SCORERS[k].uses_llm]  # the others cost no LLM call
     if llm_kinds:

@@ -63,6 +63,7 @@ class WindowScore:
     pred: int | None = None
     failure: str | None = None
     copied: bool = False  # the answer copies the prompt's own example answers: counted as a failure
+    simulated: tuple[float | None, ...] | None = None  # simulation: a predicted activation per token (None: unread)
 
 
 @dataclass(frozen=True)

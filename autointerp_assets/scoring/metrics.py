@@ -181,7 +181,58 @@ def _negative_accuracy(kind: str) -> Callable[[Sequence[WindowScore], Settings],
     return metric
 
 
-# name -> metric over the answered WindowScores of one latent and one explanation.
+def pearson(x: ArrayLike, y: ArrayLike) -> float:
+    """Pearson's r; NaN when either side is constant or there are fewer than two points."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.size < 2 or a.std() == 0 or b.std() == 0:
+        return NAN
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def _token_pairs(scores: Sequence[WindowScore]) -> tuple[list[float], list[float]]:
+    """(true activation, simulated activation) of every simulated token; unread tokens left out."""
+    true, simulated = [], []
+    for w in scores:
+        for act, value in zip(w.window.acts, w.simulated or (), strict=False):
+            if value is not None:
+                true.append(act)
+                simulated.append(value)
+    return true, simulated
+
+
+def _r_of(scores: Sequence[WindowScore]) -> Metric:
+    true, simulated = _token_pairs(scores)
+    r = pearson(true, simulated)
+    if not math.isnan(r):
+        return Metric(r, len(true))
+    if not scores:
+        why = "no window was simulated"
+    elif not any(a > 0 for w in scores for a in w.window.acts):
+        why = "no token of these windows activates"
+    elif not true:
+        why = "no token could be simulated"
+    else:
+        why = f"the simulated activations are constant ({simulated[0]:.2f} on {len(true)} tokens)"
+    return Metric(None, len(true), why)
+
+
+def _r(scores: Sequence[WindowScore], s: Settings) -> Metric:
+    return _r_of(scores)
+
+
+def _r_top_random(scores: Sequence[WindowScore], s: Settings) -> Metric:
+    """Bills et al.'s top-and-random: the top activation bin's windows and the random negatives."""
+    top = max((w.window.quantile for w in scores if w.window.activating), default=-1)
+    return _r_of([w for w in scores if (w.window.activating and w.window.quantile == top) or w.window.kind == "random"])
+
+
+def _r_by_quantile(scores: Sequence[WindowScore], s: Settings) -> Metric:
+    bins = [_r_of([w for w in scores if w.window.activating and w.window.quantile == q]) for q in range(s.n_bins)]
+    return Metric([b.value for b in bins], [b.n for b in bins])  # type: ignore[misc]
+
+
+# name -> metric over the answered WindowScores of one latent and one explanation. Every n counts
+# windows, except the Pearson r metrics', which count the tokens they correlate.
 METRICS: dict[str, Callable[[Sequence[WindowScore], Settings], Metric]] = {
     "auroc": _auroc,
     "balanced_accuracy": _confusion_metric(balanced_accuracy, "balanced accuracy (needs both classes)"),
@@ -191,8 +242,11 @@ METRICS: dict[str, Callable[[Sequence[WindowScore], Settings], Metric]] = {
     "accuracy_by_quantile": _accuracy_by_quantile,
     "random_negative_accuracy": _negative_accuracy("random"),
     "hard_negative_accuracy": _negative_accuracy("hard_negative"),
+    "r": _r,
+    "r_top_random": _r_top_random,
+    "r_by_quantile": _r_by_quantile,
 }
-LIST_METRICS = frozenset({"accuracy_by_quantile"})  # one value per activation-rank bin
+LIST_METRICS = frozenset({"accuracy_by_quantile", "r_by_quantile"})  # one value per activation-rank bin
 
 
 def summarise(names: Sequence[str], scores: Sequence[WindowScore], settings: Settings) -> dict[str, Metric]:

@@ -7,5 +7,8 @@ from .base import Scorer
 from .detection import SCORER as DETECTION
 from .embedding import SCORER as EMBEDDING
 from .fuzzing import SCORER as FUZZING
+from .simulation import SCORER as SIMULATION
+from .surprisal import SCORER as SURPRISAL
 
-SCORERS: dict[str, Scorer] = {"detection": DETECTION, "fuzzing": FUZZING, "embedding": EMBEDDING}
+SCORERS: dict[str, Scorer] = {"detection": DETECTION, "fuzzing": FUZZING, "embedding": EMBEDDING,
+                              "surprisal": SURPRISAL, "simulation": SIMULATION}

@@ -10,7 +10,7 @@ one class measures nothing.
 Columns, for every scorer s of `registry.SCORERS` (null when s did not run) and every metric m
 it reports (`metrics.METRICS`):
   s_m          the metric with the latent's explanation
-  s_m_n        the windows it was computed on
+  s_m_n        the windows it was computed on (tokens for simulation's r metrics)
   s_m_chance   the same metric with the shuffled explanation (`chance.donors`), same windows
   s_m_chance_n its n
   s_m_lift     s_m - s_m_chance
@@ -32,6 +32,8 @@ from ..llm.api import ChatLLM
 from . import chance, metrics
 from .base import PromptMode, ScoringContext, Task, Window, WindowScore
 from .registry import SCORERS
+
+HEADLINE_METRICS = frozenset({"auroc", "r"})  # a null one is explained in the latent's `reason`
 
 
 def _metric_types(name: str) -> tuple[pl.DataType, pl.DataType]:
@@ -176,8 +178,9 @@ def score_latents(
                        f"{s}_n_copied": sum(a.copied for a in answers),
                        f"{s}_answers_constant": len(decided) == 1 if decided else None}
             notes[latent] += [n for n in (_failures(s, answers),) if n]
-            if "auroc" in true and true["auroc"].value is None and answered:
-                notes[latent].append(f"{s} AUROC null: {true['auroc'].why_null}")
+            for m in HEADLINE_METRICS.intersection(true):
+                if true[m].value is None and answered:
+                    notes[latent].append(f"{s} {m} null: {true[m].why_null}")
 
     for latent in scorable:
         record = records[latent]

@@ -9,19 +9,22 @@ true activations over the tokens:
 - `r_top_random`: the top quantile's windows and the random negatives (Bills et al.'s
   "top-and-random").
 
-Two modes, chosen by what the LLM offers (recorded in `simulation_mode`):
+Two modes, chosen by what the LLM offers (`supports_prompt_logprobs`):
 - `all_at_once` (prompt logprobs, the default with the in-process model and vLLM/llama.cpp): the
   prediction for a token is the expected value of the activation over the digit alternatives
   (0..10) the model puts after the token's tab, renormalised over those digits. Tokens where no
-  digit is among the alternatives are not guessed: they are left out of r and counted
-  (`n_unread`). Several windows share one prompt (`windows_per_prompt`), so the few-shot
+  digit is among the alternatives are not guessed: they are left out of r (whose n counts
+  the tokens read). Several windows share one prompt (`windows_per_prompt`), so the few-shot
   preamble is paid once per prompt.
-- `chat` (servers without prompt logprobs): one window per request, the model writes the lines;
+- `chat` (servers without prompt logprobs, also when a server refuses the first all-at-once
+  request): one window per request, the model writes the lines;
   the value is the expected value over the answer's digit logprobs where they exist, else the
   parsed number. An answer with the wrong number of lines fails that window (counted).
 
-This is the most expensive scorer (every token is a prediction); `prompt_tokens` per latent is
-reported so its cost stays visible.
+This is the most expensive scorer (every token is a prediction); the `scores` asset reports its
+prompt tokens, and the contexts cost estimate counts its requests, so its cost stays visible.
+The metrics (`metrics.METRICS`: r, r_top_random, r_by_quantile) are computed with every other
+scorer's, with n in tokens and a chance baseline; a null r carries its reason.
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
-
 from ..llm.api import ChatRequest, Completion, PromptScore, ScoreRequest, TokenLogprobs
-from .simulation_prompts import MAX_ACTIVATION, all_at_once_prompt, chat_messages, digit_value
+from ..llm.prompts import version
+from . import base
+from .simulation_prompts import MAX_ACTIVATION, PROMPT_VERSIONS, all_at_once_prompt, chat_messages, digit_value
 
 TOP_LOGPROBS = 10  # alternatives read per token; the digits 0..10 are a small part of a vocabulary
 _LINE_VALUE = re.compile(r"\t\s*(\d+)\s*$")
@@ -123,61 +126,46 @@ def _digit_expectations(steps: Sequence[TokenLogprobs]) -> list[float | None]:
 
 
 @dataclass(frozen=True)
-class Window:
-    acts: tuple[float, ...]
-    activating: bool
-    quantile: int  # -1 for non-activating
-    kind: str  # top | quantile | random | hard_negative
+class SimulationScorer:
+    """Registered as `simulation`: all-at-once where the LLM offers prompt logprobs, else chat.
+    `scorer.examples_per_prompt` windows share an all-at-once prompt."""
 
+    name: str = "simulation"
+    uses_llm: bool = True
+    metrics: tuple[str, ...] = ("r", "r_top_random", "r_by_quantile")
 
-def pearson(x: Sequence[float], y: Sequence[float]) -> float:
-    """Pearson's r; NaN when either side is constant or there are fewer than two points."""
-    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if a.size < 2 or a.std() == 0 or b.std() == 0:
-        return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
+    def prompt_version(self, mode: base.PromptMode) -> str | None:
+        return version(PROMPT_VERSIONS["simulation/all_at_once"], PROMPT_VERSIONS["simulation/chat"])
 
+    def score(self, tasks: Sequence[base.Task], ctx: base.ScoringContext) -> list[list[base.WindowScore]]:
+        if ctx.llm is None:
+            raise ValueError("the simulation scorer needs an LLM")
+        if ctx.llm.supports_prompt_logprobs:
+            out = self._simulate(tasks, ctx, all_at_once=True)
+            if ctx.llm.supports_prompt_logprobs:
+                return out
+            # The server turned out to offer no prompt logprobs (its refusal is counted in the usage).
+        return self._simulate(tasks, ctx, all_at_once=False)
 
-def _pairs(windows: Sequence[Window], simulated: Sequence[Simulated], keep) -> tuple[list[float], list[float]]:
-    true, pred = [], []
-    for w, s in zip(windows, simulated, strict=True):
-        if keep(w) and s.values is not None:
-            for a, v in zip(w.acts, s.values, strict=True):
-                if v is not None:
-                    true.append(a)
-                    pred.append(v)
-    return true, pred
-
-
-def metrics(windows: Sequence[Window], simulated: Sequence[Simulated], n_bins: int) -> dict:
-    """r (with its n in tokens), r by quantile, r top-and-random, and failures; `reason` says why r is null."""
-    true, pred = _pairs(windows, simulated, lambda w: True)
-    failed = [s.failure for s in simulated if s.failure]
-    top_bin = max((w.quantile for w in windows if w.activating), default=-1)
-    r = pearson(true, pred)
-    out = {
-        "r": None if math.isnan(r) else r,
-        "n": len(true),
-        "n_windows": sum(s.values is not None for s in simulated),
-        "n_failed": len(failed),
-        "n_unread": sum(v is None for s in simulated if s.values for v in s.values),
-        "r_by_quantile": [_r(_pairs(windows, simulated, lambda w, q=q: w.activating and w.quantile == q))
-                          for q in range(n_bins)],
-        "r_top_random": _r(_pairs(windows, simulated,
-                                  lambda w: (w.activating and w.quantile == top_bin) or w.kind == "random")),
-        "reason": None,
-    }
-    if out["r"] is None:
-        if not any(a > 0 for w in windows for a in w.acts):
-            out["reason"] = "no token of the held-out windows activates"
-        elif not true:
-            out["reason"] = f"every simulation failed, e.g. {failed[0]}" if failed else "no token could be simulated"
+    def _simulate(self, tasks: Sequence[base.Task], ctx: base.ScoringContext,
+                  all_at_once: bool) -> list[list[base.WindowScore]]:
+        assert ctx.llm is not None
+        prompts = [build_prompts(t.explanation, [w.token_strs for w in t.windows], all_at_once=all_at_once,
+                                 windows_per_prompt=ctx.cfg.examples_per_prompt) for t in tasks]
+        flat = [p.request for ps in prompts for p in ps]
+        if all_at_once:
+            answers = iter(ctx.llm.score_prompts(flat))  # type: ignore[arg-type]
         else:
-            out["reason"] = f"the simulated activations are constant ({pred[0]:.2f} on {len(pred)} tokens): " \
-                            "the explanation predicted no variation"
-    return out
+            answers = iter(ctx.llm.complete_many(flat))  # type: ignore[arg-type]
+        out = []
+        for task, ps in zip(tasks, prompts, strict=True):
+            simulated: list[Simulated] = [Simulated(None, "not simulated")] * len(task.windows)
+            for prompt in ps:
+                for row, sim in zip(prompt.rows, read(prompt, next(answers)), strict=True):
+                    simulated[row] = sim
+            out.append([base.WindowScore(int(w.activating), w, failure=sim.failure, simulated=sim.values)
+                        for w, sim in zip(task.windows, simulated, strict=True)])
+        return out
 
 
-def _r(pairs: tuple[list[float], list[float]]) -> float | None:
-    r = pearson(*pairs)
-    return None if math.isnan(r) else r
+SCORER = SimulationScorer()

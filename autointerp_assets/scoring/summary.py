@@ -2,7 +2,7 @@
 
 Escalation (`review_queue`) is the path from cheap metrics to people: a scored latent is flagged
 when an explanation does not beat its chance baseline by `min_lift` with some scorer (the lift of
-its AUROC, else of its balanced accuracy), or when two scorers' lifts differ by more than
+its AUROC, else of its balanced accuracy, else simulation's r), or when two scorers' lifts differ by more than
 `max_disagreement`. Without a chance baseline nothing says the score means anything, so that
 is flagged too.
 """
@@ -15,7 +15,7 @@ import polars as pl
 
 from .registry import SCORERS
 
-PRIMARY = ("auroc", "balanced_accuracy")  # the metric a scorer's lift is judged by, in order of preference
+PRIMARY = ("auroc", "balanced_accuracy", "r")  # the metric a scorer's lift is judged by, in order of preference
 REVIEW_SCHEMA = {"latent": pl.Int64, "reasons": pl.Utf8}
 
 

@@ -18,6 +18,8 @@ Runs with any backend that offers prompt logprobs (the in-process model, vLLM, l
 with one that does not, every window fails and is counted, and the latent is unscored with the
 reason. The null-explanation request of a window is the same for every explanation, so the
 true and the shuffled explanation share it (the backends send equal requests once).
+
+Registered as `surprisal` (`scorer.kinds`): metric `auroc`, with n and the chance baseline.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 
 from ..llm.api import ChatLLM, PromptScore, ScoreRequest
 from ..llm.prompts import version
+from . import base
 
 NULL_EXPLANATION = "various unrelated text"
 _PREAMBLE = "The following text excerpt was chosen because it contains {explanation}.\n\nExcerpt:\n"
@@ -52,33 +55,33 @@ def requests(explanation: str, windows: Sequence[str]) -> list[ScoreRequest]:
 
 
 @dataclass(frozen=True)
-class WindowScore:
+class Gain:
     value: float | None  # aggregated information gain in nats; None when a request failed
     failure: str | None = None
 
 
 def window_scores(sent: Sequence[ScoreRequest], scores: Sequence[PromptScore],
-                  aggregate: Aggregate = "top") -> list[WindowScore]:
+                  aggregate: Aggregate = "top") -> list[Gain]:
     """`requests` and their answers, in pairs -> one score per window."""
     out = []
     for i in range(0, len(sent), 2):
         with_expl, null = scores[i], scores[i + 1]
         if not (with_expl.ok and null.ok):
             error = with_expl.error if not with_expl.ok else null.error
-            out.append(WindowScore(None, f"llm error: {error}"))
+            out.append(Gain(None, f"llm error: {error}"))
             continue
         gains = _gains(with_expl, sent[i].score_from, null, sent[i + 1].score_from)
         if gains.size == 0:
-            out.append(WindowScore(None, "the window has no scorable token"))
+            out.append(Gain(None, "the window has no scorable token"))
         elif aggregate == "mean":
-            out.append(WindowScore(float(gains.mean())))
+            out.append(Gain(float(gains.mean())))
         else:
-            out.append(WindowScore(float(np.sort(gains)[-TOP_GAINS:].mean())))
+            out.append(Gain(float(np.sort(gains)[-TOP_GAINS:].mean())))
     return out
 
 
 def score_windows(llm: ChatLLM, explanation: str, windows: Sequence[str],
-                  aggregate: Aggregate = "top") -> list[WindowScore]:
+                  aggregate: Aggregate = "top") -> list[Gain]:
     """One latent's windows through `llm` in one call (the pipeline batches many latents instead)."""
     sent = requests(explanation, windows)
     return window_scores(sent, llm.score_prompts(sent), aggregate)
@@ -90,3 +93,28 @@ def _gains(with_expl: PromptScore, start: int, null: PromptScore, null_start: in
     null_by_offset = {(t.offset - null_start, t.text): t.logprob for t in null.tokens or ()}
     pairs = [(t.logprob, null_by_offset.get((t.offset - start, t.text))) for t in with_expl.tokens or ()]
     return np.asarray([a - b for a, b in pairs if b is not None], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class SurprisalScorer:
+    name: str = "surprisal"
+    uses_llm: bool = True
+    metrics: tuple[str, ...] = ("auroc",)
+
+    def prompt_version(self, mode: base.PromptMode) -> str | None:
+        return PROMPT_VERSION  # one prompt whatever the classifiers' mode
+
+    def score(self, tasks: Sequence[base.Task], ctx: base.ScoringContext) -> list[list[base.WindowScore]]:
+        if ctx.llm is None:
+            raise ValueError("the surprisal scorer needs an LLM")
+        sent = [requests(t.explanation, ["".join(w.token_strs) for w in t.windows]) for t in tasks]
+        answers = iter(ctx.llm.score_prompts([r for rs in sent for r in rs]))  # every task in one call
+        out = []
+        for task, rs in zip(tasks, sent, strict=True):
+            gains = window_scores(rs, [next(answers) for _ in rs])
+            out.append([base.WindowScore(int(w.activating), w, score=g.value, failure=g.failure)
+                        for w, g in zip(task.windows, gains, strict=True)])
+        return out
+
+
+SCORER = SurprisalScorer()

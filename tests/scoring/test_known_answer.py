@@ -20,6 +20,7 @@ from autointerp_assets.scoring.registry import SCORERS
 
 TRIGGERS = ka.TRIGGERS[::2]  # every other known-answer latent: single tokens and token classes
 MARGIN = 0.25  # mean AUROC lift over the chance baseline; measured lifts are in the README
+SURPRISAL_MARGIN = 0.08  # about half the measured mean lift (0.155, README), fp32 prompt scoring
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,50 @@ def test_llm_scorers_over_http_separate_true_from_shuffled_explanations(pipeline
         assert table[f"{s}_auroc_lift"].mean() >= MARGIN
         assert table[f"{s}_balanced_accuracy_lift"].mean() >= MARGIN
         assert table[f"{s}_auroc"].gather(quoted).mean() >= 0.9  # where the reader can read, it is right
+
+
+def simulation_reader(body: dict) -> str:
+    """A simulator that can only do one thing: write 10 on the tokens the explanation quotes, 0 elsewhere."""
+    content = body["messages"][-1]["content"]
+    terms = re.findall(r'"([^"]+)"', re.search(r"Explanation: (.*)\n", content).group(1))
+    block = content.split("<start>\n", 1)[1].split("<end>", 1)[0]
+    lines = [line.rsplit("\t", 1)[0] for line in block.splitlines()]
+    return "<start>\n" + "".join(f"{t}\t{10 if t.strip() in terms else 0}\n" for t in lines) + "<end>\n"
+
+
+def test_simulation_over_http_separates_true_from_shuffled_explanations(pipeline):
+    """The simulation scorer's whole path over HTTP, on a server without prompt logprobs (it falls
+    back to chat): a simulator that follows the explanation correlates with the true activations
+    under the true explanations, far less under shuffled ones."""
+    server = FaultServer()
+    server.answer = simulation_reader
+    server.policy = lambda n, body: "no_route" if "prompt" in body else "ok"  # no /completions route
+    try:
+        pipeline.import_explanations(pipeline.true_texts(), "true")
+        table = pipeline.scores(llm={"backend": "openai", "base_url": server.base_url, "model": "reader"},
+                                kinds=["simulation"])
+    finally:
+        server.close()
+    assert table["status"].to_list() == ["ok"] * len(TRIGGERS)
+    assert (table["simulation_n_failed"] == 0).all()
+    windows = table["n_test_positives"] + table["n_test_negatives"]
+    assert (table["simulation_n"] == windows).all()  # every window simulated, one chat request each
+    quoted = [i for i, t in enumerate(TRIGGERS) if '"' in t.explanation and len(t.tokens) == 1]
+    # The reader also marks the trigger's spelling without a leading space, which the latent ignores.
+    assert table["simulation_r"].gather(quoted).min() >= 0.5
+    assert table["simulation_r_lift"].mean() >= MARGIN
+    for i in range(table.height):  # a null r always says why
+        if table["simulation_r"][i] is None:
+            assert "simulation r null" in table["reason"][i]
+
+
+@pytest.mark.slow
+def test_surprisal_with_the_shipped_model_separates_true_from_shuffled_explanations(pipeline):
+    """Surprisal through the pipeline with the in-process SmolLM2 (prompt logprobs, no server)."""
+    pipeline.import_explanations(pipeline.true_texts(), "true")
+    table = pipeline.scores(kinds=["surprisal"])
+    print("surprisal AUROC", table["surprisal_auroc"].round(2).to_list(),
+          "chance", table["surprisal_auroc_chance"].round(2).to_list())
+    assert table["status"].to_list() == ["ok"] * len(TRIGGERS) and (table["surprisal_n_failed"] == 0).all()
+    assert (table["surprisal_auroc_n"] == table["n_test_positives"] + table["n_test_negatives"]).all()
+    assert table["surprisal_auroc_lift"].mean() >= SURPRISAL_MARGIN

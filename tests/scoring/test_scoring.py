@@ -65,7 +65,7 @@ def test_oracle_scores_perfectly_on_test_split_only():
             assert row[f"{s}_accuracy_by_quantile"] == [1.0] * N_QUANTILES
             assert row[f"{s}_random_negative_accuracy"] == 1.0 and row[f"{s}_hard_negative_accuracy"] == 1.0
             assert row[f"{s}_auroc"] is None and row[f"{s}_auroc_n"] == 0  # no logprobs
-        assert "detection AUROC null: no window has a probability" in row["reason"]
+        assert "detection auroc null: no window has a probability" in row["reason"]
         assert "no chance baseline" in row["reason"] and row["chance_latent"] is None
 
 

@@ -1,4 +1,5 @@
-"""Simulation: prompts, expected values over digit logprobs, parsing, Pearson r with its reasons."""
+"""Simulation: prompts, expected values over digit logprobs, parsing, Pearson r with its reasons, and the
+registered scorer on the real SmolLM2."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ import math
 
 import pytest
 
+from autointerp_assets.config import SamplingConfig, ScorerConfig
 from autointerp_assets.llm.api import ChatRequest, Completion, PromptScore, PromptToken, TokenLogprobs, failed_score
 from autointerp_assets.llm.prompts import escape
-from autointerp_assets.scoring import simulation
-from autointerp_assets.scoring.simulation import Simulated, Window
+from autointerp_assets.scoring import metrics, simulation
+from autointerp_assets.scoring.base import ScoringContext, Task, Window, WindowScore
 from autointerp_assets.scoring.simulation_prompts import PLACEHOLDER, all_at_once_prompt, chat_messages
 
 WINDOWS = [(" def", " load", "(", "path", "):"), (" x", " =", " 1", "\n", "\t")]
@@ -69,37 +71,48 @@ def test_read_chat_parses_lines_and_prefers_digit_logprobs():
 
 
 def win(acts, activating=True, quantile=0, kind="quantile") -> Window:
-    return Window(tuple(acts), activating, quantile if activating else -1, kind if activating else "random")
+    return Window(activating, kind if activating else "random", quantile if activating else -1,
+                  tuple("t" for _ in acts), tuple(acts))
+
+
+def simulated(window: Window, values) -> WindowScore:
+    return WindowScore(int(window.activating), window, simulated=None if values is None else tuple(values))
+
+
+R_METRICS = ("r", "r_top_random", "r_by_quantile")
 
 
 def test_metrics_r_overall_by_quantile_and_top_random():
     windows = [win([0, 5, 0]), win([0, 0, 9], quantile=1), win([0, 0, 0], activating=False)]
-    simulated = [Simulated((0.0, 4.0, 1.0)), Simulated((0.0, 1.0, 8.0)), Simulated((1.0, 0.0, 0.0))]
-    out = simulation.metrics(windows, simulated, n_bins=2)
+    answers = [simulated(w, v) for w, v in zip(windows, [(0.0, 4.0, 1.0), (0.0, 1.0, 8.0), (1.0, 0.0, 0.0)], strict=True)]
+    out = metrics.summarise(R_METRICS, answers, metrics.Settings(n_bins=2, min_auroc_n=2))
     true = [0, 5, 0, 0, 0, 9, 0, 0, 0]
     pred = [0, 4, 1, 0, 1, 8, 1, 0, 0]
-    assert out["r"] == pytest.approx(simulation.pearson(true, pred)) and out["n"] == 9 and out["reason"] is None
-    assert out["r_by_quantile"][0] == pytest.approx(simulation.pearson([0, 5, 0], [0, 4, 1]))
-    assert out["r_top_random"] == pytest.approx(simulation.pearson([0, 0, 9, 0, 0, 0], [0, 1, 8, 1, 0, 0]))
+    assert out["r"].value == pytest.approx(metrics.pearson(true, pred)) and out["r"].n == 9
+    assert out["r_by_quantile"].value[0] == pytest.approx(metrics.pearson([0, 5, 0], [0, 4, 1]))
+    assert out["r_by_quantile"].n == [3, 3]
+    assert out["r_top_random"].value == pytest.approx(metrics.pearson([0, 0, 9, 0, 0, 0], [0, 1, 8, 1, 0, 0]))
 
 
 def test_metrics_give_a_reason_whenever_r_is_null():
     windows = [win([0, 5]), win([0, 0], activating=False)]
-    constant = simulation.metrics(windows, [Simulated((0.0, 0.0)), Simulated((0.0, 0.0))], 1)
-    assert constant["r"] is None and "constant (0.00 on 4 tokens)" in constant["reason"]
-    failed = simulation.metrics(windows, [Simulated(None, "llm error: x")] * 2, 1)
-    assert failed["r"] is None and failed["n_failed"] == 2 and "every simulation failed, e.g. llm error: x" in failed["reason"]
-    silent = simulation.metrics([win([0, 0])], [Simulated((1.0, 2.0))], 1)
-    assert silent["r"] is None and silent["reason"] == "no token of the held-out windows activates"
-    unread = simulation.metrics(windows, [Simulated((None, 3.0)), Simulated((1.0, None))], 1)
-    assert unread["n_unread"] == 2 and unread["n"] == 2
+    settings = metrics.Settings(n_bins=1, min_auroc_n=2)
+    constant = metrics.summarise(R_METRICS, [simulated(w, (0.0, 0.0)) for w in windows], settings)["r"]
+    assert constant.value is None and "constant (0.00 on 4 tokens)" in constant.why_null
+    failed = [WindowScore(int(w.activating), w, failure="llm error: x") for w in windows]
+    assert metrics.summarise(R_METRICS, failed, settings)["r"].why_null == "no window was simulated"
+    silent = metrics.summarise(R_METRICS, [simulated(win([0, 0]), (1.0, 2.0))], settings)["r"]
+    assert silent.value is None and silent.why_null == "no token of these windows activates"
+    unread = metrics.summarise(R_METRICS, [simulated(windows[0], (None, 3.0)), simulated(windows[1], (1.0, None))],
+                               settings)["r"]
+    assert unread.n == 2  # unread tokens are left out of r's n
 
 
 @pytest.mark.slow
-def test_real_model_simulates_every_token_and_gives_r_or_a_reason():
-    """All-at-once simulation with the in-process SmolLM2 on planted triggers: every token is read,
-    every latent gets a finite r or a reason, the prompt cost is counted; true vs shuffled is printed
-    (the 135M model's signal is weak: see the README's measurements)."""
+def test_registered_scorer_simulates_every_token_on_the_real_model():
+    """All-at-once simulation with the in-process SmolLM2 on planted triggers, through the registered
+    scorer: every token is read or counted unread, every latent gets a finite r or a reason, the
+    prompt cost is counted; true vs shuffled is printed (the 135M model's signal is weak: README)."""
     from support.planted import TRIGGERS, planted_windows
 
     from autointerp_assets.llm.local import LocalChatLLM
@@ -107,21 +120,21 @@ def test_real_model_simulates_every_token_and_gives_r_or_a_reason():
     llm = LocalChatLLM()
     planted = planted_windows(llm._load()[0], 16, 3)
     names = list(TRIGGERS)
-    r = {"true": [], "shuffled": []}
+    tasks = []
     for k, trigger in enumerate(names):
-        ws = planted[trigger]
-        windows = [win(w.acts, w.activating, kind="quantile" if w.activating else "random") for w in ws]
-        for name, explanation in (("true", TRIGGERS[trigger]), ("shuffled", TRIGGERS[names[(k + 1) % 3]])):
-            prompts = simulation.build_prompts(explanation, [w.token_strs for w in ws], all_at_once=True,
-                                               windows_per_prompt=6)
-            answers = llm.score_prompts([p.request for p in prompts])
-            simulated: list[Simulated] = [Simulated(None)] * len(ws)
-            for prompt, answer in zip(prompts, answers, strict=True):
-                for row, s in zip(prompt.rows, simulation.read(prompt, answer), strict=True):
-                    simulated[row] = s
-            out = simulation.metrics(windows, simulated, n_bins=1)
-            assert out["n_failed"] == 0 and out["n"] + out["n_unread"] == 16 * 6 and out["n_unread"] <= 5
-            assert (out["r"] is not None and math.isfinite(out["r"])) or out["reason"]
-            r[name].append(out["r"] or 0.0)
+        windows = tuple(Window(w.activating, "quantile" if w.activating else "random", 0 if w.activating else -1,
+                               w.token_strs, w.acts) for w in planted[trigger])
+        tasks += [Task(k, TRIGGERS[trigger], windows, (k,)),
+                  Task(k, TRIGGERS[names[(k + 1) % len(names)]], windows, (k,), chance=True)]
+    ctx = ScoringContext(ScorerConfig(kinds=["simulation"], examples_per_prompt=6), SamplingConfig(), llm, "single")
+    results = simulation.SCORER.score(tasks, ctx)
+    settings = metrics.Settings(n_bins=1, min_auroc_n=2)
+    r = {False: [], True: []}
+    for task, answers in zip(tasks, results, strict=True):
+        assert all(a.failure is None and len(a.simulated) == 16 for a in answers)
+        out = metrics.summarise(R_METRICS, answers, settings)["r"]
+        assert out.n >= 16 * 6 - 5  # a few positions may have no digit among the alternatives
+        assert (out.value is not None and math.isfinite(out.value)) or out.why_null
+        r[task.chance].append(out.value or 0.0)
     assert llm.usage.prompt_tokens > 0 and llm.usage.failures == 0
-    print(f"simulation r true {[round(x, 3) for x in r['true']]} shuffled {[round(x, 3) for x in r['shuffled']]}")
+    print(f"simulation r true {[round(x, 3) for x in r[False]]} shuffled {[round(x, 3) for x in r[True]]}")
