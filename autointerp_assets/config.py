@@ -193,6 +193,12 @@ class ScorerConfig(_Strict):
         "partition, seeded) through the same scorer: the <metric>_chance and <metric>_lift columns. Doubles "
         "the scoring cost (shown in the contexts cost estimate); off: those columns stay null.",
     )
+    top_tokens_baseline: bool = Field(
+        False, description="Also score each latent with the no-LLM explanation that names the top tokens of its "
+        "explain split, through the same scorers on the same windows: the <metric>_top_tokens and "
+        "<metric>_over_top_tokens columns say how much the LLM's explanation adds. One more scoring run per latent "
+        "(shown in the contexts cost estimate).",
+    )
     min_auroc_n: int = Field(10, ge=2, description="An AUROC over fewer scored windows is null, with the reason.")
     embedding_context_weight: float = Field(
         0.25, ge=0, description="Embedding scorer: a window's score is its best token's similarity to the "

@@ -51,6 +51,18 @@ def _ordered(rows: pl.DataFrame, sampling: SamplingConfig | None, latent: int) -
     return rows[perm]
 
 
+def top_tokens_explanations(contexts: pl.DataFrame, sampling: SamplingConfig) -> dict[int, str]:
+    """Per latent: what the `top_tokens` explainer writes from its explain split (no LLM); latents
+    whose activating examples have no active token are left out."""
+    activating = contexts.filter((pl.col("split") == "explain") & pl.col("activating"))
+    out = {}
+    for (latent,), df in activating.partition_by("latent", as_dict=True).items():
+        text = top_tokens_explanation(_examples(_ordered(df, sampling, latent), sampling))
+        if text is not None:
+            out[latent] = text
+    return out
+
+
 def explain_latents(
     contexts: pl.DataFrame,
     skipped: pl.DataFrame,

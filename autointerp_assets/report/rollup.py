@@ -80,10 +80,12 @@ def lift_table(table: pl.DataFrame) -> pl.DataFrame:
         lift = scored[f"{col}_lift"] if f"{col}_lift" in scored.columns else pl.Series([], dtype=pl.Float64)
         rows.append({"scorer": s, "metric": m, "n_latents": scored.height, "mean_windows": mean("_n"),
                      "mean": scored[col].mean(), "mean_chance": mean("_chance"), "mean_lift": mean("_lift"),
-                     "n_with_chance": int(lift.is_not_null().sum())})
+                     "n_with_chance": int(lift.is_not_null().sum()), "mean_top_tokens": mean("_top_tokens"),
+                     "mean_over_top_tokens": mean("_over_top_tokens")})
     return pl.DataFrame(rows, schema={"scorer": pl.Utf8, "metric": pl.Utf8, "n_latents": pl.Int64,
                                       "mean_windows": pl.Float64, "mean": pl.Float64, "mean_chance": pl.Float64,
-                                      "mean_lift": pl.Float64, "n_with_chance": pl.Int64})
+                                      "mean_lift": pl.Float64, "n_with_chance": pl.Int64,
+                                      "mean_top_tokens": pl.Float64, "mean_over_top_tokens": pl.Float64})
 
 
 def _current_explanations(store: ArtifactStore, layer: str, ranges: list[str]) -> pl.DataFrame:
@@ -134,6 +136,8 @@ def build_report(store: ArtifactStore, layer: str, checks: ChecksConfig | None =
         key = f"{r['scorer']}_{r['metric']}"
         metadata |= {f"mean_{key}": r["mean"], f"mean_{key}_chance": r["mean_chance"],
                      f"mean_{key}_lift": r["mean_lift"], f"n_latents_{key}": r["n_latents"]}
+        if r["mean_top_tokens"] is not None:  # what the LLM adds over naming the top tokens
+            metadata[f"mean_{key}_over_top_tokens"] = r["mean_over_top_tokens"]
     for s, m in SCORE_METRICS:
         score = f"{s}_{m}"
         if score not in table.columns:

@@ -35,16 +35,21 @@ class Window:
     acts: tuple[float, ...]  # the latent's activation per token
 
 
+# Which explanation a task scores: the latent's own, a shuffled one (another latent's: the chance
+# baseline), or the no-LLM top-tokens one (the baseline that says how much the LLM adds).
+Run = Literal["explanation", "chance", "top_tokens"]
+
+
 @dataclass(frozen=True)
 class Task:
-    """Score `windows` with `explanation`. The chance task of a latent has the same windows and
-    seed and another latent's explanation, so the two differ only by the explanation."""
+    """Score `windows` with `explanation`. A latent's baseline tasks have the same windows and seed
+    and another explanation, so the runs differ only by the explanation."""
 
     latent: int
     explanation: str
     windows: tuple[Window, ...]
     seed: tuple[int, ...]  # for anything random the scorer does (numpy default_rng)
-    chance: bool = False  # the shuffled-explanation task
+    run: Run = "explanation"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ it reports (`metrics.METRICS`):
   s_m_chance   the same metric with the shuffled explanation (`chance.donors`), same windows
   s_m_chance_n its n
   s_m_lift     s_m - s_m_chance
+  s_m_top_tokens, s_m_top_tokens_n, s_m_over_top_tokens   with `scorer.top_tokens_baseline`: the
+               same metric for the no-LLM explanation naming the explain split's top tokens
+               (`top_tokens_explanation`, same windows), and how much the LLM's explanation adds
 plus s_n / s_n_failed / s_n_copied (answered, failed and copied samples, explanation run) and
 s_answers_constant (every answered sample got the same 0/1 answer: the answers ignore the window).
 """
@@ -28,6 +31,7 @@ from collections.abc import Callable, Sequence
 import polars as pl
 
 from ..config import SamplingConfig, ScorerConfig
+from ..explain.explainer import top_tokens_explanations
 from ..llm.api import ChatLLM
 from . import chance, metrics
 from .base import PromptMode, ScoringContext, Task, Window, WindowScore
@@ -54,6 +58,7 @@ def score_schema() -> dict[str, pl.DataType]:
         "scorer_model": pl.Utf8(),  # the LLM; null when no LLM scorer ran
         "llm_scorer_mode": pl.Utf8(),  # "single" | "list"; null when no LLM scorer ran
         "prompt_versions": pl.Utf8(),  # JSON {scorer: "<mode>:<version>"} of the LLM scorers run
+        "top_tokens_explanation": pl.Utf8(),  # the top-tokens baseline scored; null when not asked for
     }
     for s, scorer in SCORERS.items():
         schema |= {f"{s}_n": pl.Int64(), f"{s}_n_failed": pl.Int64(), f"{s}_n_copied": pl.Int64(),
@@ -61,7 +66,8 @@ def score_schema() -> dict[str, pl.DataType]:
         for m in scorer.metrics:
             value, n = _metric_types(m)
             schema |= {f"{s}_{m}": value, f"{s}_{m}_n": n, f"{s}_{m}_chance": value, f"{s}_{m}_chance_n": n,
-                       f"{s}_{m}_lift": value}
+                       f"{s}_{m}_lift": value, f"{s}_{m}_top_tokens": value, f"{s}_{m}_top_tokens_n": n,
+                       f"{s}_{m}_over_top_tokens": value}
     return schema
 
 
@@ -94,14 +100,16 @@ def _seed(seed: int, latent: int, scorer: str) -> tuple[int, ...]:
     return (seed, latent, zlib.crc32(scorer.encode()))  # stable when scorers are added or reordered
 
 
-def _metric_columns(s: str, names: Sequence[str], true: dict[str, metrics.Metric],
-                    shuffled: dict[str, metrics.Metric] | None) -> dict:
+def _metric_columns(s: str, names: Sequence[str], runs: dict[str, dict[str, metrics.Metric]]) -> dict:
+    """The columns of one scorer from its runs' metrics ("explanation" always, the baselines when run)."""
     out: dict = {}
     for m in names:
-        mine, base = true[m], shuffled[m] if shuffled else None
-        out |= {f"{s}_{m}": mine.value, f"{s}_{m}_n": mine.n,
-                f"{s}_{m}_chance": base.value if base else None, f"{s}_{m}_chance_n": base.n if base else None,
-                f"{s}_{m}_lift": metrics.lift(mine.value, base.value) if base else None}
+        mine = runs["explanation"][m]
+        out |= {f"{s}_{m}": mine.value, f"{s}_{m}_n": mine.n}
+        for run, suffix, gain in (("chance", "_chance", "_lift"), ("top_tokens", "_top_tokens", "_over_top_tokens")):
+            base = runs[run][m] if run in runs else None
+            out |= {f"{s}_{m}{suffix}": base.value if base else None, f"{s}_{m}{suffix}_n": base.n if base else None,
+                    f"{s}_{m}{gain}": metrics.lift(mine.value, base.value) if base else None}
     return out
 
 
@@ -136,6 +144,7 @@ def score_latents(
     rows = list(explanations.sort("latent").iter_rows(named=True))
     explained = {r["latent"]: r["explanation"] for r in rows if r["status"] == "ok" and r["explanation"]}
     donors = chance.donors(explained, sampling.seed) if cfg.chance_baseline else {}
+    top_tokens = top_tokens_explanations(contexts, sampling) if cfg.top_tokens_baseline else {}
 
     records: dict[int, dict] = {}
     scorable: list[int] = []
@@ -151,6 +160,7 @@ def score_latents(
             "llm_scorer_mode": mode if uses_llm else None,
             "prompt_versions": json.dumps({s: f"{mode}:{SCORERS[s].prompt_version(mode)}" for s in uses_llm},
                                           sort_keys=True),
+            "top_tokens_explanation": None if why else top_tokens.get(latent),
             **{f"{s}_{n}": 0 for s in SCORERS for n in ("n", "n_failed", "n_copied")},
         }
         if not why:
@@ -160,18 +170,23 @@ def score_latents(
     notes: dict[int, list[str]] = {latent: [] for latent in scorable}
     for s in kinds:
         scorer = SCORERS[s]
-        tasks = [Task(latent, explained[latent], windows[latent], _seed(sampling.seed, latent, s)) for latent in scorable]
-        tasks += [Task(latent, explained[donors[latent]], windows[latent], _seed(sampling.seed, latent, s), chance=True)
-                  for latent in scorable if latent in donors]
+        tasks = []
+        for latent in scorable:
+            seed = _seed(sampling.seed, latent, s)
+            tasks.append(Task(latent, explained[latent], windows[latent], seed))
+            if latent in donors:
+                tasks.append(Task(latent, explained[donors[latent]], windows[latent], seed, run="chance"))
+            if latent in top_tokens:
+                tasks.append(Task(latent, top_tokens[latent], windows[latent], seed, run="top_tokens"))
         results = scorer.score(tasks, ctx) if tasks else []
-        by_latent: dict[int, dict[bool, list[WindowScore]]] = {}
+        by_latent: dict[int, dict[str, list[WindowScore]]] = {}
         for task, answers in zip(tasks, results, strict=True):
-            by_latent.setdefault(task.latent, {})[task.chance] = answers
+            by_latent.setdefault(task.latent, {})[task.run] = answers
         for latent, runs in by_latent.items():
-            record, answers = records[latent], runs[False]
-            true = metrics.summarise(scorer.metrics, answers, settings)
-            shuffled = metrics.summarise(scorer.metrics, runs[True], settings) if True in runs else None
-            record |= _metric_columns(s, scorer.metrics, true, shuffled)
+            record, answers = records[latent], runs["explanation"]
+            summaries = {run: metrics.summarise(scorer.metrics, got, settings) for run, got in runs.items()}
+            true = summaries["explanation"]
+            record |= _metric_columns(s, scorer.metrics, summaries)
             answered = [a for a in answers if a.failure is None and not a.copied]
             decided = {a.pred for a in answered if a.pred is not None}
             record |= {f"{s}_n": len(answered), f"{s}_n_failed": len(answers) - len(answered),
@@ -189,6 +204,8 @@ def score_latents(
             record["status"] = "failed"
         if cfg.chance_baseline and latent not in donors:
             notes[latent].append("no chance baseline: no other latent of the partition has an explanation to lend")
+        if cfg.top_tokens_baseline and latent not in top_tokens:
+            notes[latent].append("no top-tokens baseline: the explain split has no active token")
         record["reason"] = "; ".join(notes[latent]) or None
 
     schema = score_schema()

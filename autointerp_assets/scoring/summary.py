@@ -73,7 +73,7 @@ def score_summary(table: pl.DataFrame, kinds: Sequence[str]) -> dict[str, float 
         for m in PRIMARY:
             if m not in SCORERS[s].metrics:
                 continue
-            for suffix in ("", "_chance", "_lift"):
+            for suffix in ("", "_chance", "_lift", "_top_tokens", "_over_top_tokens"):
                 mean = _mean(scored, f"{s}_{m}{suffix}")
                 if mean is not None:
                     out[f"mean_{s}_{m}{suffix}"] = round(mean, 4)

@@ -125,7 +125,7 @@ def test_registered_scorer_simulates_every_token_on_the_real_model():
         windows = tuple(Window(w.activating, "quantile" if w.activating else "random", 0 if w.activating else -1,
                                w.token_strs, w.acts) for w in planted[trigger])
         tasks += [Task(k, TRIGGERS[trigger], windows, (k,)),
-                  Task(k, TRIGGERS[names[(k + 1) % len(names)]], windows, (k,), chance=True)]
+                  Task(k, TRIGGERS[names[(k + 1) % len(names)]], windows, (k,), run="chance")]
     ctx = ScoringContext(ScorerConfig(kinds=["simulation"], examples_per_prompt=6), SamplingConfig(), llm, "single")
     results = simulation.SCORER.score(tasks, ctx)
     settings = metrics.Settings(n_bins=1, min_auroc_n=2)
@@ -135,6 +135,6 @@ def test_registered_scorer_simulates_every_token_on_the_real_model():
         out = metrics.summarise(R_METRICS, answers, settings)["r"]
         assert out.n >= 16 * 6 - 5  # a few positions may have no digit among the alternatives
         assert (out.value is not None and math.isfinite(out.value)) or out.why_null
-        r[task.chance].append(out.value or 0.0)
+        r[task.run == "chance"].append(out.value or 0.0)
     assert llm.usage.prompt_tokens > 0 and llm.usage.failures == 0
     print(f"simulation r true {[round(x, 3) for x in r[False]]} shuffled {[round(x, 3) for x in r[True]]}")

@@ -4,6 +4,8 @@ escalation to review. Scripted fake LLMs on the hand-built contexts of support/s
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 from support.scoring_fixtures import (
@@ -125,6 +127,34 @@ def test_chance_baseline_can_be_switched_off():
     assert len(llm.requests) == 2 * 2 * TEST_ROWS
     assert out["detection_auroc_chance"].null_count() == 2 and out["chance_latent"].null_count() == 2
     assert out["reason"].null_count() == 2  # off by choice: nothing to report
+
+
+def reader_of_both_forms(request: ChatRequest) -> Completion:
+    """Like `explanation_reader`, and also reads the top-tokens form `tokens: " cat", ...`."""
+    description = request.messages[-1]["content"].split("<description>", 1)[1].split("</description>", 1)[0]
+    if not description.startswith("tokens: "):
+        return explanation_reader(request)
+    words = [w.strip() for w in json.loads("[" + description.removeprefix("tokens: ") + "]")]
+    window = examples_of(request)[0]
+    hit = any((f"<<{w}>>" in window) if "<<" in window else (f" {w}" in window) for w in words)
+    return yes_no(int(hit), 0.9 if hit else 0.1, logprobs=True)
+
+
+def test_top_tokens_baseline_says_how_much_the_llm_explanation_adds():
+    """Latent 0's explanation is right, latent 1's names a word its windows never hold; the
+    top-tokens baseline (" cat", the explain split's heaviest token) reads both right."""
+    texts = {0: "the word cat", 1: "the word zebra"}
+    llm = FakeLLM(reader_of_both_forms, supports_logprobs=True)
+    out = score(make_contexts([0, 1]), explained([0, 1], texts), llm, chance_baseline=False, top_tokens_baseline=True)
+    assert out["top_tokens_explanation"].to_list() == ['tokens: " cat"'] * 2  # the only active token
+    assert len(llm.requests) == 2 * 2 * 2 * TEST_ROWS  # scorers x (explanation, top tokens) x latents x windows
+    for s in LLM_SCORERS:
+        assert out[f"{s}_auroc_top_tokens"].to_list() == pytest.approx([1.0, 1.0])
+        assert out[f"{s}_auroc_top_tokens_n"].to_list() == [TEST_ROWS] * 2
+        assert out[f"{s}_auroc_over_top_tokens"].to_list() == pytest.approx([0.0, -0.5])
+    assert out["detection_auroc_chance"].null_count() == 2  # the baselines are independent switches
+    summary = score_summary(out, LLM_SCORERS)
+    assert summary["mean_detection_auroc_over_top_tokens"] == pytest.approx(-0.25)
 
 
 def one_class(contexts: pl.DataFrame, activating: bool) -> pl.DataFrame:
