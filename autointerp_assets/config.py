@@ -136,6 +136,10 @@ class SamplingConfig(_Strict):
     n_per_quantile_test: int = Field(4, ge=1)
     n_random_negatives: int = Field(10, ge=0, description="Random windows where the latent is zero.")
     n_hard_negatives: int = Field(5, ge=0, description="Zero windows sharing the peak token of a positive.")
+    n_cooccurring_negatives: int = Field(
+        0, ge=0, description="Zero windows around the strongest firings of the range's latents that most often fire "
+        "on the same tokens as this one (from the range's shards): negatives that look like a neighbour's examples.",
+    )
     min_examples: int = Field(8, ge=1, description="Latents with fewer activating windows are skipped.")
     # Test-set rules (issue 7): a score needs both classes in the held-out set.
     min_test_positives: int = Field(
@@ -158,10 +162,11 @@ class SamplingConfig(_Strict):
         if self.min_test_positives > most_positives:
             raise ValueError(f"min_test_positives={self.min_test_positives} exceeds the test positives sampled "
                              f"(n_quantiles * n_per_quantile_test = {most_positives}); lower it or sample more")
-        most_negatives = self.n_random_negatives + self.n_hard_negatives
+        most_negatives = self.n_random_negatives + self.n_hard_negatives + self.n_cooccurring_negatives
         if self.min_test_negatives > most_negatives:
             raise ValueError(f"min_test_negatives={self.min_test_negatives} exceeds the test negatives sampled "
-                             f"(n_random_negatives + n_hard_negatives = {most_negatives}); lower it or sample more")
+                             f"(n_random_negatives + n_hard_negatives + n_cooccurring_negatives = {most_negatives}); "
+                             "lower it or sample more")
         return self
 
 

@@ -4,6 +4,7 @@ shows them afterwards."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -82,6 +83,10 @@ def _quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+    # transformers' GGUF loader draws its own tqdm bar, which no setting above reaches.
+    from transformers import modeling_gguf_pytorch_utils as gguf
+
+    gguf.tqdm = functools.partial(gguf.tqdm, disable=True)
 
 
 def run_demo(cfg: ProjectConfig, instance: dg.DagsterInstance, layer: str, latent_range: str, through: str,

@@ -17,9 +17,12 @@ Per latent:
   move to the test set if the bins alone fall short). A latent that cannot keep one
   activating window for the explainer besides is skipped with the reason.
 - Non-activating windows contain no non-zero token of the latent: `n_hard_negatives`
-  that hold the peak token of an activating window ("looks similar"), then
-  `n_random_negatives` random ones plus as many as the hard ones fell short, for each
-  split, the test split first. Fewer than asked for is a shortfall (`ContextSet.shortfalls`);
+  that hold the peak token of an activating window ("looks similar"),
+  `n_cooccurring_negatives` around the strongest firings of the latents of the range that
+  fire on the most of the same tokens ("fires with it": a neighbour's examples, where this
+  latent is silent; the shards hold only the range's latents, so neighbours are found within
+  the range), then `n_random_negatives` random ones plus as many as the others fell short, for
+  each split, the test split first. Fewer than asked for is a shortfall (`ContextSet.shortfalls`);
   fewer than `min_test_negatives` in the test split (a latent too dense to find silent
   windows) skips the latent with the reason.
 - Every window of a latent, across both splits and all kinds, is token-disjoint
@@ -41,6 +44,7 @@ import polars as pl
 from ..config import SamplingConfig
 from .corpus import TokenIndex
 
+NEIGHBOURS = 3  # co-occurring latents whose firings give a latent's co-occurring negatives
 CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
 PEAK_FRACTION = 4
 EXPLAIN, TEST = "explain", "test"
@@ -48,7 +52,7 @@ EXPLAIN, TEST = "explain", "test"
 CONTEXT_SCHEMA = {
     "latent": pl.Int64,
     "split": pl.Utf8,
-    "kind": pl.Utf8,  # top | quantile | random | hard_negative
+    "kind": pl.Utf8,  # top | quantile | random | hard_negative | cooccurring
     "quantile": pl.Int32,  # rank bin, -1 for top and non-activating windows
     "seq": pl.Int64,
     "start": pl.Int64,
@@ -123,6 +127,7 @@ def build_contexts(
         return [decoded[t] for t in ids]
 
     by_latent = {int(k[0]): g for k, g in rows.group_by("latent", maintain_order=True)}
+    neighbours = cooccurring_latents(rows, NEIGHBOURS) if cfg.n_cooccurring_negatives else {}
     examples: list[dict] = []
     skipped: list[dict] = []
     shortfalls: list[dict] = []
@@ -150,11 +155,13 @@ def build_contexts(
                             f"sampling.min_test_positives={cfg.min_test_positives} and the explainer at least one"})
             continue
         peak_tokens = [int(tokens[row_of_seq(w.seq), w.peak_pos]) for w in activating]
-        wanted = cfg.n_random_negatives + cfg.n_hard_negatives
+        wanted = cfg.n_random_negatives + cfg.n_hard_negatives + cfg.n_cooccurring_negatives
         n_test_negatives = 0
         for split in (TEST, EXPLAIN):  # the test set first: scores need its negatives
             hard = _hard_negatives(rng, token_index, peak_tokens, seq_ids, ctx_len, length, firing, occupied,
                                    cfg.n_hard_negatives)
+            hard += _cooccurring_negatives([by_latent[m] for m in neighbours.get(latent, ())], ctx_len, length,
+                                           firing, occupied, cfg.n_cooccurring_negatives)
             random = _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, wanted - len(hard))
             picks += [(split, w) for w in hard + random]
             if len(hard) + len(random) < wanted:
@@ -250,4 +257,35 @@ def _hard_negatives(rng, index: TokenIndex, peak_tokens, seq_ids, ctx_len, lengt
             if _is_negative(firing, seq, start, length) and occupied.free(seq, start):
                 occupied.take(seq, start)
                 found.append(_Window(seq, start, "hard_negative"))
+    return found
+
+
+def cooccurring_latents(rows: pl.DataFrame, top: int) -> dict[int, list[int]]:
+    """Per latent: the `top` other latents of `rows` that fire on the most of the same tokens, most
+    first (ties by latent id)."""
+    cells = rows.select("latent", "seq", "pos")
+    pairs = (cells.join(cells, on=["seq", "pos"], suffix="_other")
+             .filter(pl.col("latent") != pl.col("latent_other"))
+             .group_by("latent", "latent_other").len()
+             .sort(["latent", "len", "latent_other"], descending=[False, True, False]))
+    return {int(k[0]): g["latent_other"].head(top).to_list() for k, g in pairs.group_by("latent", maintain_order=True)}
+
+
+def _cooccurring_negatives(neighbour_rows: Sequence[pl.DataFrame], ctx_len, length, firing, occupied, n) -> list[_Window]:
+    """Windows around each neighbour's firings, strongest first (rows arrive sorted by value), where
+    this latent is silent; neighbours in turn, so one dense neighbour does not fill them all."""
+    found: list[_Window] = []
+    streams = [zip(r["seq"].to_list(), r["pos"].to_list()) for r in neighbour_rows]
+    while streams and len(found) < n:
+        for stream in list(streams):
+            for seq, pos in stream:
+                start = window_start(pos, ctx_len, length)
+                if _is_negative(firing, seq, start, length) and occupied.free(seq, start):
+                    occupied.take(seq, start)
+                    found.append(_Window(seq, start, "cooccurring"))
+                    break
+            else:
+                streams.remove(stream)  # this neighbour has no firing left to offer
+            if len(found) == n:
+                break
     return found

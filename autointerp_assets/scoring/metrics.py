@@ -242,6 +242,7 @@ METRICS: dict[str, Callable[[Sequence[WindowScore], Settings], Metric]] = {
     "accuracy_by_quantile": _accuracy_by_quantile,
     "random_negative_accuracy": _negative_accuracy("random"),
     "hard_negative_accuracy": _negative_accuracy("hard_negative"),
+    "cooccurring_negative_accuracy": _negative_accuracy("cooccurring"),
     "r": _r,
     "r_top_random": _r_top_random,
     "r_by_quantile": _r_by_quantile,

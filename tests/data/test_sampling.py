@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 
 from autointerp_assets.config import SamplingConfig
-from autointerp_assets.data.sampling import PEAK_FRACTION, build_contexts, window_start
+from autointerp_assets.data.sampling import PEAK_FRACTION, build_contexts, cooccurring_latents, window_start
 from autointerp_assets.data.shards import latent_slice, latent_stats
 
 CTX, L = 64, 16
@@ -172,3 +172,27 @@ def test_test_set_minimums_must_be_reachable():
         SamplingConfig(n_quantiles=2, n_per_quantile_test=4, min_test_positives=9)
     with pytest.raises(ValueError, match="min_test_negatives=9 exceeds"):
         SamplingConfig(n_random_negatives=4, n_hard_negatives=4, min_test_negatives=9)
+
+
+def test_cooccurring_negatives_are_a_neighbours_firings_where_the_latent_is_silent():
+    """Known neighbour: latent 3 fires on token 5 everywhere, latent 0 only in even rows, so they
+    co-fire on every even-row 5 and latent 3's odd-row firings are latent 0's look-alike negatives."""
+    tokens, seq_ids, rows = synthetic()
+    r, p = np.nonzero(tokens == 5)
+    neighbour = pl.DataFrame({"seq": seq_ids[r].astype(np.int64), "pos": p.astype(np.int32),
+                              "latent": np.full(len(r), 3, dtype=np.int32), "value": np.linspace(9, 1, len(r), dtype=np.float32)})
+    frame = pl.concat([rows.select(neighbour.columns).cast(neighbour.schema), neighbour])
+    rows = latent_slice([frame], range(0, 4))
+    assert cooccurring_latents(rows, 3)[0] == [3]
+    cfg = CFG.model_copy(update={"n_cooccurring_negatives": 2})
+    ctx = build_contexts(rows, range(0, 4), tokens, seq_ids, lambda t: f"<{t}>", cfg)
+    ex = ctx.examples.filter(pl.col("latent") == 0)
+    cooc = ex.filter(pl.col("kind") == "cooccurring")
+    assert cooc.group_by("split").len().sort("split").rows() == [("explain", 2), ("test", 2)]
+    fires_3 = set(zip(neighbour["seq"].to_list(), neighbour["pos"].to_list(), strict=True))
+    for w in cooc.iter_rows(named=True):
+        assert not w["activating"] and max(w["acts"]) == 0.0  # latent 0 is silent in it
+        assert (w["seq"] - 1000) % 2 == 1  # an odd row: where only the neighbour fires
+        assert any((w["seq"], w["start"] + i) in fires_3 for i in range(L))  # and the neighbour does
+    spans = sorted((s, st) for s, st in ex.select("seq", "start").iter_rows())  # still token-disjoint
+    assert all(s1 != s2 or b - a >= L for (s1, a), (s2, b) in zip(spans, spans[1:]))
