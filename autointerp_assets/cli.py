@@ -209,8 +209,8 @@ def _parser() -> argparse.ArgumentParser:
     p_demo = sub.add_parser("demo", help="materialise one partition end to end, then print a summary")
     p_demo.add_argument("--partition", metavar="KEY", help="LAYER|RANGE (default: the first range of the first layer)")
     p_demo.add_argument("--through", choices=STAGES, default="report")
-    p_demo.add_argument("--max-latents", type=int, default=16,
-                        help="explain the N most active latents of the range (default 16, keeps it short; 0: all)")
+    p_demo.add_argument("--max-latents", type=int, default=8,
+                        help="explain the N most active latents of the range (default 8, keeps it short; 0: all)")
     sub.add_parser("layers", help="list layer partitions")
     p_add = sub.add_parser("add-layer", help="register layer partitions")
     p_add.add_argument("names", nargs="+")

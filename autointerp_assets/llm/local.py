@@ -1,7 +1,8 @@
 """`ChatLLM` in-process with transformers: no server, no key, works offline.
 
 Greedy decoding (the request's temperature is part of the cache key but not used),
-batched with left padding, and top logprobs from each step's raw logits. Prompt scoring
+batched with left padding, the batch's common prompt prefix computed once (`_batch_inputs`),
+and top logprobs from each step's raw logits. Prompt scoring
 (`score_prompts`) runs one forward pass per batch of right-padded raw texts and reads the
 log-softmax at the positions asked for, in fp32 weights by default (`score_dtype`): in bf16
 the padding of a batch moved a 13-token sum by 0.2 nats on the dev CPU, noise of the size of
@@ -39,7 +40,7 @@ class LocalChatLLM(CachedAccounting):
         cache: ResponseCache | None = None,
         dtype: str = "bfloat16",
         device: str = "cpu",
-        batch_size: int = 8,
+        batch_size: int = 16,
         score_dtype: str = "float32",
     ):
         super().__init__(cache)  # in-process: cost 0
@@ -144,7 +145,8 @@ class LocalChatLLM(CachedAccounting):
             tokenizer.apply_chat_template(list(r.messages), tokenize=False, add_generation_prompt=True) for r in batch
         ]
         # The chat template already writes the special tokens.
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        rows = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        ids, mask, cache = _batch_inputs(model, rows, tokenizer.pad_token_id, self.device)
         want_logprobs = any(r.top_logprobs for r in batch)
         eos_ids = _eos_ids(model, tokenizer)
         config = GenerationConfig(
@@ -155,8 +157,8 @@ class LocalChatLLM(CachedAccounting):
             output_logits=want_logprobs,
             return_dict_in_generate=True,
         )
-        out = model.generate(**enc, generation_config=config)
-        prompt_len = enc["input_ids"].shape[1]
+        out = model.generate(input_ids=ids, attention_mask=mask, cache=cache, generation_config=config)
+        prompt_len = ids.shape[1]
         # (batch, steps, vocab) in fp32: bf16 log_softmax is too coarse for scoring.
         logprobs = torch.stack(out.logits, dim=1).float().log_softmax(-1) if want_logprobs else None
         completions = []
@@ -170,11 +172,48 @@ class LocalChatLLM(CachedAccounting):
                     logprobs=_top_logprobs(tokenizer, kept, logprobs[row], request.top_logprobs)
                     if logprobs is not None and request.top_logprobs
                     else None,
-                    prompt_tokens=int(enc["attention_mask"][row].sum()),
+                    prompt_tokens=len(rows[row]),
                     completion_tokens=min(len(generated), stop + 1),  # the EOS counts, as servers do
                 )
             )
         return completions
+
+
+MIN_SHARED_PREFIX = 16  # tokens; below this, computing the prefix once saves less than it costs
+
+
+def _batch_inputs(model: Any, rows: list[list[int]], pad: int, device: str) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """ids and mask [B, T] for `generate`, and the KV cache of the prompts' common prefix (None
+    without one). Scoring prompts share their long instructions, so the prefix is computed once
+    and each row pays only for its own tokens: its suffix is left-padded after the prefix (the
+    mask hides the pads; positions come from the mask, so the suffix continues the prefix's)."""
+    shared = _shared_prefix(rows) if len(rows) > 1 else 0
+    if shared < MIN_SHARED_PREFIX:
+        shared = 0
+    width = max(len(r) for r in rows) - shared
+    ids = torch.full((len(rows), shared + width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, :shared], mask[i, :shared] = torch.tensor(r[:shared], dtype=torch.long), 1
+        suffix = r[shared:]
+        ids[i, shared + width - len(suffix) :] = torch.tensor(suffix, dtype=torch.long)
+        mask[i, shared + width - len(suffix) :] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    if not shared:
+        return ids, mask, None
+    cache = model(input_ids=ids[:1, :shared], use_cache=True).past_key_values  # [1, heads, shared, d] per layer
+    cache.batch_repeat_interleave(len(rows))
+    return ids, mask, cache
+
+
+def _shared_prefix(rows: list[list[int]]) -> int:
+    """Leading tokens every row has in common, leaving each row at least one token of its own
+    (generation needs one uncached token to start from)."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
 
 
 def _prompt_chars(request: ChatRequest) -> int:

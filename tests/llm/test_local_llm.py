@@ -72,3 +72,22 @@ def test_cache_answers_a_rerun_without_loading_the_model(answered: tuple[LocalCh
     assert [(c.text, c.logprobs) for c in again] == [(c.text, c.logprobs) for c in first]
     assert fresh.usage.cache_hits == 3 and fresh.usage.requests == 0
     assert not fresh.is_loaded
+
+
+def test_a_batch_sharing_a_prompt_prefix_answers_as_each_request_alone() -> None:
+    """The batch's common prefix is computed once and its rows continue from it (pads in the
+    middle, positions from the mask): in fp32 the answers match those of each request alone."""
+    system = {"role": "system", "content": "You judge short texts. " * 12 + "Answer Yes or No."}
+    requests = [ChatRequest(messages=(system, {"role": "user", "content": f"Is this text about {topic}? {text}"}),
+                            max_tokens=3, top_logprobs=4)
+                for topic, text in (("cats", "The cat sat on the mat."), ("the sea", "Waves broke on the shore at dawn."),
+                                    ("cooking", "Stir the onions until golden."), ("cats", "Stocks fell sharply today."))]
+    batched = LocalChatLLM(dtype="float32", batch_size=4).complete_many(requests)
+    alone = LocalChatLLM(dtype="float32", batch_size=1)
+    for request, together in zip(requests, batched, strict=True):
+        (single,) = alone.complete_many([request])
+        assert together.ok and single.ok and together.prompt_tokens == single.prompt_tokens
+        first, reference = together.logprobs[0].top, single.logprobs[0].top
+        shared = set(first) & set(reference)
+        assert len(shared) >= 3  # the same alternatives, up to a near-tie at the edge of the top 4
+        assert all(abs(first[t] - reference[t]) < 1e-3 for t in shared)
