@@ -140,6 +140,11 @@ class SamplingConfig(_Strict):
         0, ge=0, description="Zero windows around the strongest firings of the range's latents that most often fire "
         "on the same tokens as this one (from the range's shards): negatives that look like a neighbour's examples.",
     )
+    n_similar_negatives: int = Field(
+        0, ge=0, description="Zero windows whose text the sentence encoder (the embedding scorer's) finds most like "
+        "the latent's strongest activating windows, among 8x as many random silent windows: negatives that read "
+        "alike. Embeds about 10 x this many windows per latent and split in the contexts stage.",
+    )
     min_examples: int = Field(8, ge=1, description="Latents with fewer activating windows are skipped.")
     # Test-set rules (issue 7): a score needs both classes in the held-out set.
     min_test_positives: int = Field(
@@ -162,11 +167,12 @@ class SamplingConfig(_Strict):
         if self.min_test_positives > most_positives:
             raise ValueError(f"min_test_positives={self.min_test_positives} exceeds the test positives sampled "
                              f"(n_quantiles * n_per_quantile_test = {most_positives}); lower it or sample more")
-        most_negatives = self.n_random_negatives + self.n_hard_negatives + self.n_cooccurring_negatives
+        most_negatives = (self.n_random_negatives + self.n_hard_negatives + self.n_cooccurring_negatives
+                          + self.n_similar_negatives)
         if self.min_test_negatives > most_negatives:
             raise ValueError(f"min_test_negatives={self.min_test_negatives} exceeds the test negatives sampled "
-                             f"(n_random_negatives + n_hard_negatives + n_cooccurring_negatives = {most_negatives}); "
-                             "lower it or sample more")
+                             f"(n_random_negatives + n_hard_negatives + n_cooccurring_negatives + n_similar_negatives"
+                             f" = {most_negatives}); lower it or sample more")
         return self
 
 

@@ -23,6 +23,7 @@ from ..data.activations import collect_hidden, stream_activations
 from ..data.sampling import build_contexts
 from ..partitions import from_layer, layer_partitions, layer_range_partitions, parse_latent_range
 from ..report.cost import estimate_cost
+from ..scoring.embedding import SentenceEncoder
 from ..store import layout
 from ..store.activations import ActivationRunWriter, range_files, read_latent_range
 from .common import (
@@ -204,8 +205,9 @@ def contexts(context: dg.AssetExecutionContext, project: Project, tokenizer: Tok
     # Memory-mapped tokens and token index: only the windows this range's latents need are read.
     tokens, seq_ids = layout.analysis_tokens(layout.read_corpus(store))
     decoder = tokenizer.load()
+    embed = SentenceEncoder().embed if cfg.sampling.n_similar_negatives else None  # similar negatives only
     built = build_contexts(rows, parse_latent_range(key), tokens, seq_ids,
-                           lambda t: decoder.decode([t]), cfg.sampling, layout.read_token_index(store))
+                           lambda t: decoder.decode([t]), cfg.sampling, layout.read_token_index(store), embed)
     written = layout.write_partition(store, "contexts", layer, key,
                                      {"examples": built.examples, "skipped": built.skipped})
     per_split = built.examples.group_by("split", "kind").len().sort("split", "kind")

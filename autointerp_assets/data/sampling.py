@@ -21,8 +21,10 @@ Per latent:
   `n_cooccurring_negatives` around the strongest firings of the latents of the range that
   fire on the most of the same tokens ("fires with it": a neighbour's examples, where this
   latent is silent; the shards hold only the range's latents, so neighbours are found within
-  the range), then `n_random_negatives` random ones plus as many as the others fell short, for
-  each split, the test split first. Fewer than asked for is a shortfall (`ContextSet.shortfalls`);
+  the range), `n_similar_negatives` whose text a sentence encoder finds most like the
+  latent's strongest activating windows (`embed`, among `SIMILAR_CANDIDATES` times as many
+  random silent windows), then `n_random_negatives` random ones plus as many as the others
+  fell short, for each split, the test split first. Fewer than asked for is a shortfall (`ContextSet.shortfalls`);
   fewer than `min_test_negatives` in the test split (a latent too dense to find silent
   windows) skips the latent with the reason.
 - Every window of a latent, across both splits and all kinds, is token-disjoint
@@ -45,6 +47,10 @@ from ..config import SamplingConfig
 from .corpus import TokenIndex
 
 NEIGHBOURS = 3  # co-occurring latents whose firings give a latent's co-occurring negatives
+SIMILAR_CANDIDATES = 8  # random silent windows drawn per similar negative wanted
+SIMILAR_QUERIES = 10  # a latent's strongest activating windows its similar negatives are compared with
+# texts -> unit vectors [len(texts), d]; cosine similarity is their dot product
+Embed = Callable[[list[str]], np.ndarray]
 CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
 PEAK_FRACTION = 4
 EXPLAIN, TEST = "explain", "test"
@@ -52,7 +58,7 @@ EXPLAIN, TEST = "explain", "test"
 CONTEXT_SCHEMA = {
     "latent": pl.Int64,
     "split": pl.Utf8,
-    "kind": pl.Utf8,  # top | quantile | random | hard_negative | cooccurring
+    "kind": pl.Utf8,  # top | quantile | random | hard_negative | cooccurring | similar
     "quantile": pl.Int32,  # rank bin, -1 for top and non-activating windows
     "seq": pl.Int64,
     "start": pl.Int64,
@@ -110,11 +116,14 @@ def build_contexts(
     decode: Callable[[int], str],
     cfg: SamplingConfig,
     token_index: TokenIndex | None = None,  # of `tokens`; built here when not given (small corpora)
+    embed: Embed | None = None,  # needed when cfg.n_similar_negatives > 0
 ) -> ContextSet:
     n_seq, ctx_len = tokens.shape
     length = cfg.example_ctx_len
     if length > ctx_len:
         raise ValueError(f"sampling.example_ctx_len={length} exceeds corpus.ctx_len={ctx_len}; lower it")
+    if cfg.n_similar_negatives and embed is None:
+        raise ValueError("sampling.n_similar_negatives needs a sentence encoder (embed)")
     row_of_seq = _row_lookup(seq_ids)
     token_index = token_index or TokenIndex.build(tokens)
     decoded: dict[int, str] = {}
@@ -155,13 +164,21 @@ def build_contexts(
                             f"sampling.min_test_positives={cfg.min_test_positives} and the explainer at least one"})
             continue
         peak_tokens = [int(tokens[row_of_seq(w.seq), w.peak_pos]) for w in activating]
-        wanted = cfg.n_random_negatives + cfg.n_hard_negatives + cfg.n_cooccurring_negatives
+        wanted = cfg.n_random_negatives + cfg.n_hard_negatives + cfg.n_cooccurring_negatives + cfg.n_similar_negatives
+
+        def text(w: _Window) -> str:
+            return "".join(strs(np.asarray(tokens[row_of_seq(w.seq), w.start : w.start + length])))
+
+        queries = embed([text(w) for w in activating[:SIMILAR_QUERIES]]) if cfg.n_similar_negatives else None
         n_test_negatives = 0
         for split in (TEST, EXPLAIN):  # the test set first: scores need its negatives
             hard = _hard_negatives(rng, token_index, peak_tokens, seq_ids, ctx_len, length, firing, occupied,
                                    cfg.n_hard_negatives)
             hard += _cooccurring_negatives([by_latent[m] for m in neighbours.get(latent, ())], ctx_len, length,
                                            firing, occupied, cfg.n_cooccurring_negatives)
+            if queries is not None:
+                hard += _similar_negatives(rng, seq_ids, ctx_len, length, firing, occupied, cfg.n_similar_negatives,
+                                           text, embed, queries)  # type: ignore[arg-type]
             random = _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, wanted - len(hard))
             picks += [(split, w) for w in hard + random]
             if len(hard) + len(random) < wanted:
@@ -231,17 +248,35 @@ def _is_negative(firing: dict[int, dict[int, float]], seq: int, start: int, leng
     return not any(start <= p < start + length for p in firing.get(seq, ()))
 
 
-def _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, n) -> list[_Window]:
+def _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, n, kind="random", take=True) -> list[_Window]:
+    """Up to `n` random silent windows free of every kept one (and of each other); `take=False`
+    only draws them (candidates), leaving `occupied` as it was."""
     found: list[_Window] = []
+    drawn = _Occupancy(length)
     for _ in range(20 * n):
         if len(found) == n:
             break
         seq = int(seq_ids[rng.integers(len(seq_ids))])
         start = int(rng.integers(ctx_len - length + 1))
-        if _is_negative(firing, seq, start, length) and occupied.free(seq, start):
-            occupied.take(seq, start)
-            found.append(_Window(seq, start, "random"))
+        if _is_negative(firing, seq, start, length) and occupied.free(seq, start) and drawn.free(seq, start):
+            (occupied if take else drawn).take(seq, start)
+            found.append(_Window(seq, start, kind))
     return found
+
+
+def _similar_negatives(rng, seq_ids, ctx_len, length, firing, occupied, n, text, embed: Embed,
+                       queries: np.ndarray) -> list[_Window]:
+    """The `n` of `SIMILAR_CANDIDATES * n` random silent windows whose text is most like any of
+    the latent's strongest activating windows (`queries` [q, d]), most similar first."""
+    candidates = _random_negatives(rng, seq_ids, ctx_len, length, firing, occupied, SIMILAR_CANDIDATES * n,
+                                   kind="similar", take=False)
+    if not candidates:
+        return []
+    similarity = (embed([text(w) for w in candidates]) @ queries.T).max(axis=1)  # [candidates]
+    chosen = [candidates[i] for i in np.argsort(-similarity, kind="stable")[:n]]
+    for w in chosen:
+        occupied.take(w.seq, w.start)
+    return chosen
 
 
 def _hard_negatives(rng, index: TokenIndex, peak_tokens, seq_ids, ctx_len, length, firing, occupied, n) -> list[_Window]:

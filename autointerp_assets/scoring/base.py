@@ -29,7 +29,7 @@ class Window:
     """One held-out window of a latent, as the sampling stage wrote it."""
 
     activating: bool
-    kind: str  # quantile | random | hard_negative | cooccurring (top windows are never held out)
+    kind: str  # quantile | random | hard_negative | cooccurring | similar (top windows are never held out)
     quantile: int  # activation-rank bin; -1 for non-activating windows
     token_strs: tuple[str, ...]
     acts: tuple[float, ...]  # the latent's activation per token

@@ -39,7 +39,8 @@ from .prompts import (
 
 TOP_LOGPROBS = 5
 CLASSIFIER_METRICS = ("auroc", "balanced_accuracy", "precision", "recall", "f1", "accuracy_by_quantile",
-                      "random_negative_accuracy", "hard_negative_accuracy", "cooccurring_negative_accuracy")
+                      "random_negative_accuracy", "hard_negative_accuracy", "cooccurring_negative_accuracy",
+                      "similar_negative_accuracy")
 
 
 @dataclass(frozen=True)

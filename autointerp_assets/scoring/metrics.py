@@ -243,6 +243,7 @@ METRICS: dict[str, Callable[[Sequence[WindowScore], Settings], Metric]] = {
     "random_negative_accuracy": _negative_accuracy("random"),
     "hard_negative_accuracy": _negative_accuracy("hard_negative"),
     "cooccurring_negative_accuracy": _negative_accuracy("cooccurring"),
+    "similar_negative_accuracy": _negative_accuracy("similar"),
     "r": _r,
     "r_top_random": _r_top_random,
     "r_by_quantile": _r_by_quantile,

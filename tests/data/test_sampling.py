@@ -196,3 +196,26 @@ def test_cooccurring_negatives_are_a_neighbours_firings_where_the_latent_is_sile
         assert any((w["seq"], w["start"] + i) in fires_3 for i in range(L))  # and the neighbour does
     spans = sorted((s, st) for s, st in ex.select("seq", "start").iter_rows())  # still token-disjoint
     assert all(s1 != s2 or b - a >= L for (s1, a), (s2, b) in zip(spans, spans[1:]))
+
+
+def test_similar_negatives_are_the_silent_windows_an_encoder_finds_most_alike():
+    """Known similarity: the encoder sees only whether a text holds token 5, latent 0's trigger, so
+    the most similar silent windows are those holding a 5 where latent 0 is silent (odd rows)."""
+    tokens, seq_ids, rows = synthetic()
+    tokens[1::2, ::8] = 5  # every window of an odd row now holds a 5: about half the silent windows
+    holding: list[float] = []  # per call, the share of texts holding a 5
+
+    def embed(texts: list[str]) -> np.ndarray:
+        holding.append(sum("<5>" in t for t in texts) / len(texts))
+        return np.asarray([[1.0, 0.0] if "<5>" in t else [0.0, 1.0] for t in texts])
+
+    cfg = CFG.model_copy(update={"n_hard_negatives": 0, "n_similar_negatives": 2})
+    ctx = build_contexts(rows, range(0, 3), tokens, seq_ids, lambda t: f"<{t}>", cfg, embed=embed)
+    ex = ctx.examples.filter(pl.col("latent") == 0)
+    similar = ex.filter(pl.col("kind") == "similar")
+    assert similar.group_by("split").len().sort("split").rows() == [("explain", 2), ("test", 2)]
+    for w in similar.iter_rows(named=True):
+        assert not w["activating"] and max(w["acts"]) == 0.0 and 5 in w["tokens"]
+    assert min(holding) < 1  # some candidates held no 5: the encoder's ranking chose
+    with pytest.raises(ValueError, match="needs a sentence encoder"):
+        build_contexts(rows, range(0, 3), tokens, seq_ids, lambda t: f"<{t}>", cfg)
