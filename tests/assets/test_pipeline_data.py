@@ -120,3 +120,22 @@ def test_one_run_backfills_several_layers_with_one_forward_pass(data_root, insta
     for layer in (LAYER, "layers.3.mlp"):
         manifest = json.loads((data_root / "activations" / layer / "manifest.json").read_text())
         assert manifest["n_tokens"] > 0 and manifest["buckets"]
+
+
+def test_contexts_with_cooccurring_and_similar_negatives(data_root, instance, tmp_path):
+    """The contexts asset with both kinds of look-alike negatives: the real sentence encoder loaded in
+    the stage, every kind present in both splits, and still never an active token in a negative."""
+    import shutil
+
+    root = tmp_path / "store"
+    shutil.copytree(data_root, root)
+    cfg = small_config()
+    cfg = cfg.model_copy(update={"sampling": cfg.sampling.model_copy(
+        update={"n_cooccurring_negatives": 2, "n_similar_negatives": 2})})
+    run(["contexts"], key(), root, instance, cfg=cfg)
+    examples = layout.read_partition(ArtifactStore(str(root)), "contexts", LAYER, RANGE)
+    kinds = examples.group_by("split", "kind").len()
+    for kind in ("cooccurring", "similar"):
+        assert set(kinds.filter(pl.col("kind") == kind)["split"]) == {"explain", "test"}
+    negatives = examples.filter(~pl.col("activating"))
+    assert negatives["max_act"].max() == 0
