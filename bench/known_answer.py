@@ -36,7 +36,7 @@ from autointerp_assets.scoring.registry import SCORERS  # noqa: E402
 def report(true: pl.DataFrame, shuffled: pl.DataFrame, scorers: list[str]) -> None:
     print(f"{'column':34s} {'true':>6s} {'shuffled':>8s} {'lift':>6s} {'chance':>6s}  latents  windows")
     for s in scorers:
-        for m in ("auroc", "balanced_accuracy"):
+        for m in ("auroc", "balanced_accuracy", "r"):  # r: simulation's Pearson r
             c = f"{s}_{m}"
             if c not in true.columns or true[c].null_count() == true.height:
                 continue
