@@ -14,10 +14,13 @@ anything upstream or the partition itself is running or backfilling, and a faile
 retried until something changes again. Partitions missing before automation first ran are a
 backfill's job, as in Dagster's `eager`.
 - corpus: missing, or its code version changed.
-- GPU stages (sparse_coder, activations; their own sensor `gpu_automation`, so an operator can
-  pause GPU work alone): a newly registered layer, a new corpus, a code version change, or a new
-  revision of the model or coder (a source's first observation is its baseline, not a change).
-  The activations of layers requested together run as one backfill run: one forward pass.
+- GPU stages (sparse_coder, activations, intervention_scores; their own sensor `gpu_automation`,
+  so an operator can pause GPU work alone): a newly registered layer, a new corpus, a code version
+  change, or a new revision of the model or coder (a source's first observation is its baseline,
+  not a change). The activations of layers requested together run as one backfill run: one forward pass.
+- intervention_scores (GPU and LLM): like explanations, keeps fresh only ranges an operator
+  materialised once; re-run when its explanations or their edits change (a new coder or corpus
+  reaches it through them, so it is not run twice).
 - data stages (latent_shards, contexts): eager, plus code version changes.
 - explanations: keeps fresh only ranges an operator explained once (the first spend is a
   person's call, after `contexts` has shown the estimated cost), with the stored latent
@@ -49,10 +52,12 @@ from .explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPTS
 from .explain.prompts import explainer_prompt_key
 from .report import review, rollup
 from .scoring import CODE_VERSION as SCORING_CODE_VERSION
+from .scoring import intervention, intervention_scores
 from .scoring.registry import SCORERS
 
 AC = dg.AutomationCondition
-GPU_ASSETS = ("sparse_coder", "activations")
+LAYER_GPU_ASSETS = ("sparse_coder", "activations")  # a layer's GPU stage: one run, one forward pass
+GPU_ASSETS = (*LAYER_GPU_ASSETS, "intervention_scores")
 
 
 def _dump(value: Any) -> Any:
@@ -77,6 +82,10 @@ def stage_inputs(cfg: ProjectConfig) -> dict[str, dict[str, Any]]:
         "scores": {"code": SCORING_CODE_VERSION, "scorer": cfg.scorer, "seed": cfg.sampling.seed,
                    "llm": cfg.llm.model,
                    "prompts": {k: SCORERS[k].prompt_version(mode) for k in cfg.scorer.kinds if SCORERS[k].uses_llm}},
+        "intervention_scores": {"code": intervention_scores.CODE_VERSION, "intervention": cfg.intervention,
+                                "prompts": intervention.PROMPT_VERSION, "llm": cfg.llm.model, **model,
+                                "seed": cfg.sampling.seed, "chance_baseline": cfg.scorer.chance_baseline,
+                                "min_auroc_n": cfg.scorer.min_auroc_n},
         "report": {"code": rollup.CODE_VERSION},
     }
 
@@ -144,6 +153,10 @@ def conditions(cfg: ProjectConfig) -> dict[str, AC]:
     reviews_only = dg.AssetSelection.assets("reviews")
     edited = AC.any_deps_match(AC.data_version_changed()).allow(reviews_only).with_label("an edit in reviews")
     scores_trigger = (AC.any_deps_updated().ignore(reviews_only) | edited | AC.code_version_changed())
+    rescore = {"missing_deps": AC.any_deps_missing().ignore(reviews_only)}  # nothing reviewed yet holds nothing back
+    via_explanations = dg.AssetSelection.assets("corpus", "sparse_coder")
+    intervention_trigger = (AC.any_deps_updated().ignore(reviews_only | via_explanations) | edited
+                            | AC.code_version_changed())
     gpu = _runs_when(_gpu_trigger(), "gpu: new layer, revision, corpus or code",
                      missing_deps=AC.any_deps_missing().ignore(SOURCES))  # an unobserved source holds nothing back
     return {
@@ -154,8 +167,9 @@ def conditions(cfg: ProjectConfig) -> dict[str, AC]:
         "contexts": in_coders & _runs_when(new_or_changed, "eager"),
         "explanations": in_coders & explanations,
         "reviews": in_coders & ~AC.missing() & _runs_when(AC.any_deps_updated(), "explanations changed"),
-        "scores": in_coders & _runs_when(scores_trigger, "eager; re-score edits",
-                                         missing_deps=AC.any_deps_missing().ignore(reviews_only)),
+        "scores": in_coders & _runs_when(scores_trigger, "eager; re-score edits", **rescore),
+        "intervention_scores": in_coders & ~AC.missing() & _runs_when(
+            intervention_trigger, "scored once: keep fresh, re-score edits", **rescore),
         # A roll-up of the ranges that exist (ranges never scored must not hold it back), once
         # none of its scores is running, backfilled or requested: one roll-up after a burst.
         "report": in_coders & ~AC.any_deps_match(AC.will_be_requested()) & _runs_when(

@@ -15,7 +15,7 @@ from sensors import build_hookpoint_sensor, build_source_assets
 from .assets import ALL_ASSETS
 from .assets.llm import import_explanations_job
 from .assets.review import review_job
-from .automation import GPU_ASSETS, source_condition, with_policy
+from .automation import GPU_ASSETS, LAYER_GPU_ASSETS, source_condition, with_policy
 from .checks import build_asset_checks
 from .config import ProjectConfig
 
@@ -47,7 +47,8 @@ def jobs() -> list[dg.UnresolvedAssetJobDefinition]:
 
     return [
         job("corpus_job", ["corpus"], description="Tokenise the corpus."),
-        job("sparse_coder_to_activations_job", list(GPU_ASSETS), "A layer's GPU stage: its coder and one forward pass."),
+        job("sparse_coder_to_activations_job", list(LAYER_GPU_ASSETS),
+            "A layer's GPU stage: its coder and one forward pass."),
         job("latent_shards_to_scores_job", ["latent_shards", "contexts", "explanations", "scores"],
             "One latent range, shards to scores (explanations take a latent selection)."),
         job("report_job", ["report"], "A layer's roll-up."),
@@ -62,7 +63,8 @@ def automation_sensors() -> list[dg.AutomationConditionSensorDefinition]:
     return [
         dg.AutomationConditionSensorDefinition(
             "gpu_automation", target=gpu, use_user_code_server=True, default_status=dg.DefaultSensorStatus.RUNNING,
-            description="Declarative automation of the GPU stages (sparse_coder, activations); pause it to hold GPU work.",
+            description="Declarative automation of the GPU stages (sparse_coder, activations, intervention_scores); "
+                        "pause it to hold GPU work.",
         ),
         dg.AutomationConditionSensorDefinition(
             "automation", target=dg.AssetSelection.all(include_sources=True) - gpu, use_user_code_server=True,

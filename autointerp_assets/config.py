@@ -234,6 +234,24 @@ class ScorerConfig(_Strict):
         return kinds
 
 
+class InterventionConfig(_Strict):
+    """The `intervention_scores` asset (scoring/intervention.py): steer each explained latent, then ask
+    whether its explanation predicts the steered continuations. Chance baseline, seed and
+    min_auroc_n are the scorer's and sampling's."""
+
+    n_prompts: int = Field(3, ge=1, description="Prompts steered from: the first analysed corpus windows "
+                           "(shuffled by corpus.seed, so usually from different documents).")
+    prompt_tokens: int = Field(12, ge=2, description="Leading tokens of each window kept as its prompt.")
+    target_kl: float = Field(1.0, gt=0, description="Next-token KL (nats, mean over the prompts) the steering "
+                             "strength of each latent is calibrated to.")
+    multipliers: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0], min_length=1,
+                                     description="Strengths steered at, as multiples of the calibrated one.")
+    max_new_tokens: int = Field(16, ge=1, description="Greedy tokens generated per continuation.")
+    negative_latents: int = Field(8, ge=1, description="Other latents of the partition whose continuations are "
+                                  "a latent's negatives (a seeded draw): requests per latent and explanation are "
+                                  "n_prompts x (1 + multipliers x (1 + negative_latents)).")
+
+
 class LLMConfig(_Strict):
     backend: Literal["local", "openai"] = Field(
         "local", description="local: in-process transformers chat model; openai: any OpenAI-compatible URL."
@@ -323,6 +341,7 @@ class ProjectConfig(_Strict):
     sampling: SamplingConfig = SamplingConfig()
     explainer: ExplainerConfig = ExplainerConfig()
     scorer: ScorerConfig = ScorerConfig()
+    intervention: InterventionConfig = InterventionConfig()
     llm: LLMConfig = LLMConfig()
     storage_root: str = Field("data", description="Local path (relative to the config's cwd) or s3://bucket/prefix.")
     activation_chunk_tokens: int = Field(16_384, gt=0, description="Tokens per activations chunk file.")

@@ -19,7 +19,7 @@ from .store.layout import MissingUpstreamError
 
 USER_ERRORS = (UserError, MissingUpstreamError)
 LAYER_ASSETS = "sparse_coder, activations and report"
-RANGE_ASSETS = "latent_shards, contexts, explanations and scores"
+RANGE_ASSETS = "latent_shards, contexts, explanations, scores and intervention_scores"
 _UNSET_ENV = re.compile(r'environment variable "([^"]+)" which is not set')
 _SUBSET_KEY = re.compile(r"partition key `([^`]*)`")
 

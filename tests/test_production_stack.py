@@ -35,7 +35,8 @@ BIN = Path(sys.executable).parent
 def test_the_pipelines_gpu_and_llm_stages_are_in_their_pools():
     pools = {s.key.to_user_string(): a.op.pool for a in build_assets(load_config()) for s in a.specs}
     assert {k: v for k, v in pools.items() if v} == {"sparse_coder": "gpu", "activations": "gpu",
-                                                     "explanations": "llm", "scores": "llm"}
+                                                     "intervention_scores": "gpu", "explanations": "llm",
+                                                     "scores": "llm"}
 
 
 @pytest.fixture(scope="module")

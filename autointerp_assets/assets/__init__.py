@@ -6,6 +6,6 @@ version and automation condition (`automation.py`)."""
 
 import dagster as dg
 
-from . import data, llm, report, review
+from . import data, llm, report, review, steering
 
-ALL_ASSETS: list[dg.AssetsDefinition] = dg.load_assets_from_modules([data, llm, report, review])  # type: ignore[assignment]
+ALL_ASSETS: list[dg.AssetsDefinition] = dg.load_assets_from_modules([data, llm, report, review, steering])  # type: ignore[assignment]

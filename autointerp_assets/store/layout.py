@@ -11,6 +11,7 @@ together and two writers never clobber each other.
     contexts/<layer>/<range>/manifest.json + <version>/{examples,skipped}.parquet
     explanations/<layer>/<range>.parquet (+ .usage.json)
     scores/<layer>/<range>.parquet (+ .usage.json)
+    intervention_scores/<layer>/<range>.parquet (+ .continuations.parquet, .usage.json)
     report/<layer>/summary.parquet
 """
 

@@ -70,7 +70,8 @@ def test_definitions_load_with_a_condition_on_every_partitioned_asset_and_source
     graph = defs.get_repository_def().asset_graph
     partitioned = [k for k in graph.materializable_asset_keys if graph.get(k).partitions_def is not None]
     assert {k.to_user_string() for k in partitioned} == {"sparse_coder", "activations", "latent_shards", "contexts",
-                                                        "explanations", "reviews", "scores", "report"}
+                                                        "explanations", "reviews", "scores", "report",
+                                                        "intervention_scores"}
     for key in graph.get_all_asset_keys():
         assert graph.get(key).automation_condition is not None, key
     parents = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
@@ -87,13 +88,14 @@ def test_a_sampling_change_changes_the_code_version_of_contexts_and_below_only()
     after = spec_attribute(build_assets(changed), "code_version")
     assert all(before.values()) and len(set(before.values())) == len(before)
     assert {name for name in before if before[name] != after[name]} == {
-        "contexts", "explanations", "reviews", "scores", "report"}
+        "contexts", "explanations", "reviews", "scores", "report", "intervention_scores"}
 
 
 @pytest.mark.parametrize(("section", "update", "first_changed"), [
     ("corpus", {"max_tokens": 4096}, "corpus"),
     ("explainer", {"max_tokens": 99}, "explanations"),
     ("scorer", {"examples_per_prompt": 3}, "scores"),
+    ("intervention", {"n_prompts": 5}, "intervention_scores"),
     ("subject_model", {"device": "cuda:3", "batch_size": 2}, None),  # where and how fast, not what
 ])
 def test_each_config_section_changes_its_asset_and_what_is_below(section, update, first_changed):
@@ -150,6 +152,20 @@ def test_explanations_kept_fresh_only_where_an_operator_explained(ticks):
     ticks.materialised("explanations", P0)
     ticks.materialised("scores", P0)
     assert ticks.tick() == {"report": [LAYER]}
+
+
+def test_intervention_scores_kept_fresh_only_where_an_operator_ran_them(ticks):
+    ticks.tick()
+    ticks.build_layer(explained=(P0, P1))
+    ticks.materialised("intervention_scores", P0)
+    assert ticks.tick() == {}
+    ticks.materialised("explanations", P0, P1)
+    assert ticks.tick() == {"scores": [P0, P1], "intervention_scores": [P0]}
+    ticks.materialised("intervention_scores", P0)
+    ticks.materialised("scores", P0, P1)
+    ticks.tick()
+    ticks.materialised("sparse_coder", LAYER)  # a new coder reaches it through new explanations: not run twice
+    assert "intervention_scores" not in ticks.tick()
 
 
 def test_explain_new_ranges_lifts_the_gate():
