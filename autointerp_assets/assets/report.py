@@ -43,7 +43,8 @@ def _tables(table: pl.DataFrame) -> dict:
 
 
 @dg.asset(
-    partitions_def=layer_partitions, deps=[dg.AssetDep("scores", partition_mapping=from_layer)],
+    partitions_def=layer_partitions, deps=[dg.AssetDep("scores", partition_mapping=from_layer),
+                                           dg.AssetDep("intervention_scores", partition_mapping=from_layer)],
     group_name="report", kinds={"polars", "matplotlib"},
 )
 @fails_clearly

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
+import polars.selectors as cs
 
 from ..config import ChecksConfig
 from ..lineage import markdown_table
@@ -22,8 +23,10 @@ from ..store.store import ArtifactStore, partition_path
 from . import review
 
 CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
-# (scorer, metric) pairs the report summarises: every scorer's primary metrics.
-SCORE_METRICS = tuple((s, m) for s, scorer in SCORERS.items() for m in PRIMARY if m in scorer.metrics)
+# (scorer, metric) pairs the report summarises: every scorer's primary metrics, and the intervention
+# scorer's AUROC (its own asset, `intervention_scores`: it runs the subject model).
+SCORE_METRICS = (*((s, m) for s, scorer in SCORERS.items() for m in PRIMARY if m in scorer.metrics),
+                 ("intervention", "auroc"))
 SCORE_COLUMNS = tuple(f"{s}_{m}" for s, m in SCORE_METRICS)
 _BAR = "█"
 
@@ -115,7 +118,10 @@ def build_report(store: ArtifactStore, layer: str, checks: ChecksConfig | None =
         .join(_current_explanations(store, layer, ranges), on="latent", how="left")
         .sort("latent")
     )
-    usage = [store.read_json(p) for asset in ("explanations", "scores")
+    if steered := frames("intervention_scores"):  # ranges whose intervention scores were materialised
+        columns = pl.concat(steered, how="diagonal_relaxed").select("latent", cs.starts_with("intervention_"))
+        table = table.join(columns, on="latent", how="left")
+    usage = [store.read_json(p) for asset in ("explanations", "scores", "intervention_scores")
              for p in store.list(f"{asset}/{layer}") if p.endswith(".usage.json")]
     cost = sum(u.get("llm_cost_usd", 0.0) for u in usage)
     requests = sum(u.get("llm_requests", 0) for u in usage)
