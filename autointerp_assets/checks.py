@@ -22,6 +22,7 @@ from .data.sampling import CONTEXT_SCHEMA, EXPLAIN, TEST
 from .explain.explainer import EXPLANATION_SCHEMA
 from .lineage import markdown_table
 from .partitions import LAYER_DIM, RANGE_DIM, layer_range_partitions
+from .scoring import intervention_scores
 from .scoring.registry import SCORERS
 from .scoring.scores import score_schema
 from .scoring.summary import review_queue
@@ -99,12 +100,12 @@ def _rate(failed: int, attempted: int) -> float:
     return failed / attempted if attempted else 0.0
 
 
-def explanation_failures(table: pl.DataFrame, max_rate: float) -> Outcome:
-    """Share of attempted latents (not skipped ones) whose explanation failed."""
+def latent_failures(table: pl.DataFrame, max_rate: float, what: str = "explanations") -> Outcome:
+    """Share of attempted latents (ok or failed; not skipped or unscored ones) whose `what` failed."""
     failed = int((table["status"] == "failed").sum())
     attempted = failed + int((table["status"] == "ok").sum())
     rate = _rate(failed, attempted)
-    return Outcome(rate <= max_rate, f"{failed}/{attempted} explanations failed (limit {max_rate:.0%})",
+    return Outcome(rate <= max_rate, f"{failed}/{attempted} {what} failed (limit {max_rate:.0%})",
                    {"failure_rate": rate})
 
 
@@ -168,7 +169,7 @@ CHECKS: dict[str, tuple[str, list[CheckDef]]] = {
         CheckDef("schema", True, "Columns and dtypes of explaining.EXPLANATION_SCHEMA.",
                  lambda t, c: schema_matches(t, EXPLANATION_SCHEMA)),
         CheckDef("failure_rate", True, "Failed explanations are at most checks.max_failure_rate of attempted.",
-                 lambda t, c: explanation_failures(t, c.max_failure_rate)),
+                 lambda t, c: latent_failures(t, c.max_failure_rate)),
     ]),
     "scores": ("", [
         CheckDef("schema", True, "Columns and dtypes of scoring.score_schema().",
@@ -179,6 +180,12 @@ CHECKS: dict[str, tuple[str, list[CheckDef]]] = {
                  "than checks.review_min_lift, or whose scorers disagree by more than "
                  "checks.review_max_disagreement, listed for human review.",
                  lambda t, c: needs_review(t, c.review_min_lift, c.review_max_disagreement)),
+    ]),
+    "intervention_scores": ("", [
+        CheckDef("schema", True, "Columns and dtypes of scoring.intervention_scores.schema().",
+                 lambda t, c: schema_matches(t, intervention_scores.schema())),
+        CheckDef("failure_rate", True, "Steered latents whose every request failed are at most "
+                 "checks.max_failure_rate.", lambda t, c: latent_failures(t, c.max_failure_rate, "intervention scores")),
     ]),
 }
 

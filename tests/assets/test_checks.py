@@ -77,9 +77,9 @@ def test_splits_disjoint():
 
 
 def test_failure_ceilings():
-    assert checks.explanation_failures(_explanations(["ok", "failed", "skipped", "skipped"]), 0.5).passed
-    assert not checks.explanation_failures(_explanations(["ok", "failed", "failed", "skipped"]), 0.5).passed
-    assert checks.explanation_failures(_explanations(["skipped"]), 0.0).passed  # nothing attempted
+    assert checks.latent_failures(_explanations(["ok", "failed", "skipped", "skipped"]), 0.5).passed
+    assert not checks.latent_failures(_explanations(["ok", "failed", "failed", "skipped"]), 0.5).passed
+    assert checks.latent_failures(_explanations(["skipped"]), 0.0).passed  # nothing attempted
     assert checks.score_failures(_scores([("ok", 1, 10), ("ok", 0, 10), ("unscored", 0, 0)]), 0.5).passed
     assert not checks.score_failures(_scores([("ok", 0, 10), ("failed", 0, 0), ("failed", 0, 0)]), 0.5).passed
     many_bad_answers = checks.score_failures(_scores([("ok", 30, 5)]), 0.5)  # 30 of 40 answers failed
@@ -122,3 +122,16 @@ def test_blocking_check_stops_the_run(tmp_path, leaky):
     assert evaluations["disjoint_splits"].passed is not leaky
     assert evaluations["disjoint_splits"].partition == f"{LAYER}|{RANGE}"
     assert result.success is not leaky and ran == ([] if leaky else ["explanations"])
+
+
+def test_intervention_scores_checks_read_its_schema_and_failures():
+    from autointerp_assets.scoring import intervention_scores
+
+    _, defs = checks.CHECKS["intervention_scores"]
+    table = pl.DataFrame({"latent": [0, 1, 2], "status": ["ok", "failed", "unscored"]}).join(
+        pl.DataFrame(schema=intervention_scores.schema()).drop("status"), on="latent", how="left")
+    table = table.select(list(intervention_scores.schema())).cast(intervention_scores.schema())
+    outcomes = {d.name: d.run(table, ChecksConfig(max_failure_rate=0.4)) for d in defs}
+    assert outcomes["schema"].passed
+    assert not outcomes["failure_rate"].passed and "1/2 intervention scores failed" in outcomes["failure_rate"].description
+    assert not {d.name: d.run(table.drop("steering_kl"), ChecksConfig()) for d in defs}["schema"].passed
