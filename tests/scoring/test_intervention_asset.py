@@ -20,10 +20,9 @@ from autointerp_assets.coders.topk import save_topk_sae
 from autointerp_assets.config_file import load_config
 from autointerp_assets.errors import UserError
 from autointerp_assets.llm.api import PromptScore, PromptToken, ScoreRequest, Usage, failed_score
-from autointerp_assets.llm.local import LocalChatLLM
 from autointerp_assets.partitions import partition_key, register_partitions
 from autointerp_assets.scoring import chance, intervention_scores
-from autointerp_assets.scoring.intervention import Continuation, SteeringConfig, steer_latents
+from autointerp_assets.scoring.intervention import Continuation
 from autointerp_assets.scoring.intervention_scores import DEAD, score_interventions
 from autointerp_assets.store.store import ArtifactStore, partition_path
 from resources import build_resources
@@ -168,19 +167,6 @@ def check_known_answers(table: pl.DataFrame) -> pl.DataFrame:
     assert scored["intervention_auroc_lift"].mean() >= 0.3, scored
     assert scored["intervention_score_lift"].mean() > 0, scored  # the paper's score, over its chance
     return scored
-
-
-@pytest.mark.slow
-def test_true_explanations_beat_shuffled_ones_on_planted_latents(subject):
-    prompts = [subject.tokenizer(t, add_special_tokens=False)["input_ids"] for t in
-               ("Yesterday I", "The best thing about", "In the morning we")]
-    cfg = SteeringConfig(target_kl=1.0, multipliers=(1.0, 2.0), max_new_tokens=8, bisection_steps=6)
-    continuations = steer_latents(subject, planted_coder(subject), HOOKPOINT, [0, 1, 2, 3], prompts, cfg)
-    table = score_interventions(explanations_of(TRUE), continuations, LocalChatLLM(), seed=0, min_auroc_n=10)
-    scored = check_known_answers(table)
-    print("intervention AUROC true", scored["intervention_auroc"].round(2).to_list(),
-          "chance", scored["intervention_auroc_chance"].round(2).to_list(),
-          "score lift", scored["intervention_score_lift"].round(2).to_list())
 
 
 @pytest.mark.slow
