@@ -153,7 +153,8 @@ def conditions(cfg: ProjectConfig) -> dict[str, AC]:
     reviews_only = dg.AssetSelection.assets("reviews")
     edited = AC.any_deps_match(AC.data_version_changed()).allow(reviews_only).with_label("an edit in reviews")
     scores_trigger = (AC.any_deps_updated().ignore(reviews_only) | edited | AC.code_version_changed())
-    rescore = {"missing_deps": AC.any_deps_missing().ignore(reviews_only)}  # nothing reviewed yet holds nothing back
+    # Nothing reviewed yet, or never steered (intervention_scores is opt-in per range), holds nothing back.
+    rescore = {"missing_deps": AC.any_deps_missing().ignore(reviews_only | dg.AssetSelection.assets("intervention_scores"))}
     via_explanations = dg.AssetSelection.assets("corpus", "sparse_coder")
     intervention_trigger = (AC.any_deps_updated().ignore(reviews_only | via_explanations) | edited
                             | AC.code_version_changed())

@@ -18,7 +18,7 @@ from ..partitions import layer_range_partitions, parse_latent_range
 from ..report import review
 from ..scoring.embedding import SentenceEncoder
 from ..scoring.registry import SCORERS
-from ..scoring.scores import score_latents
+from ..scoring.scores import score_latents, with_intervention
 from ..scoring.summary import score_summary
 from ..store import layout
 from ..store.activations import activations_dataset
@@ -134,7 +134,8 @@ def _sentence_encoder() -> SentenceEncoder:
 
 
 @dg.asset(
-    partitions_def=layer_range_partitions, deps=[explanations, "contexts", "reviews"], group_name="llm",
+    partitions_def=layer_range_partitions, deps=[explanations, "contexts", "reviews", "intervention_scores"],
+    group_name="llm",
     pool="llm", kinds={"openai", "parquet"},
 )
 @fails_clearly
@@ -153,6 +154,9 @@ def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage
     client = llm.build(store, scope=f"scores/{layer}/{key}") if uses_llm else None
     mode = cfg.scorer.mode(cfg.llm.backend)
     table = score_latents(examples, explained, client, cfg.scorer, cfg.sampling, mode=mode, encoder=_sentence_encoder)
+    steered = layout.partition_exists(store, "intervention_scores", layer, key)  # opt-in per range
+    if steered:
+        table = with_intervention(table, layout.read_partition(store, "intervention_scores", layer, key))
     path = partition_path("scores", layer, key)
     store.write_parquet(path, table)
     usage = client.usage.as_metadata() if client else {}
@@ -167,7 +171,7 @@ def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage
             **({"embedding_model": _sentence_encoder().name} if "embedding" in kinds else {}),
             "explainer": explained["explainer"][0] if explained.height else "",
             "explainer_model": (explained["explainer_model"][0] or "") if explained.height else "",
-            "scorers": ", ".join(kinds),
+            "scorers": ", ".join(kinds + (["intervention (intervention_scores)"] if steered else [])),
             "scorer_model": client.model_name if client else "",
             "llm_scorer_mode": mode if uses_llm else "",
             "scorer_config": dg.MetadataValue.json(cfg.scorer.model_dump()),

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
-import polars.selectors as cs
 
 from ..config import ChecksConfig
 from ..lineage import markdown_table
@@ -24,7 +23,7 @@ from . import review
 
 CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
 # (scorer, metric) pairs the report summarises: every scorer's primary metrics, and the intervention
-# scorer's AUROC (its own asset, `intervention_scores`: it runs the subject model).
+# scorer's AUROC (its own asset, `intervention_scores`, joined into the scores where a range has it).
 SCORE_METRICS = (*((s, m) for s, scorer in SCORERS.items() for m in PRIMARY if m in scorer.metrics),
                  ("intervention", "auroc"))
 SCORE_COLUMNS = tuple(f"{s}_{m}" for s, m in SCORE_METRICS)
@@ -118,9 +117,6 @@ def build_report(store: ArtifactStore, layer: str, checks: ChecksConfig | None =
         .join(_current_explanations(store, layer, ranges), on="latent", how="left")
         .sort("latent")
     )
-    if steered := frames("intervention_scores"):  # ranges whose intervention scores were materialised
-        columns = pl.concat(steered, how="diagonal_relaxed").select("latent", cs.starts_with("intervention_"))
-        table = table.join(columns, on="latent", how="left")
     usage = [store.read_json(p) for asset in ("explanations", "scores", "intervention_scores")
              for p in store.list(f"{asset}/{layer}") if p.endswith(".usage.json")]
     cost = sum(u.get("llm_cost_usd", 0.0) for u in usage)

@@ -1,3 +1,3 @@
 """scoring"""
 
-CODE_VERSION = "1"  # bump when a change here changes what the stage writes: its asset and all below go stale
+CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale

@@ -55,6 +55,11 @@ def schema() -> dict[str, pl.DataType]:
     return out | {"scorer_model": pl.Utf8(), "prompt_version": pl.Utf8()}
 
 
+# What the `scores` table carries of a steered range: the metrics, and the failed requests.
+JOINED: dict[str, pl.DataType] = {c: t for c, t in schema().items() if c.startswith("intervention_")} | {
+    "intervention_n_failed": pl.Int64()}
+
+
 def steering_config(cfg: InterventionConfig) -> SteeringConfig:
     return SteeringConfig(target_kl=cfg.target_kl, multipliers=tuple(cfg.multipliers),
                           max_new_tokens=cfg.max_new_tokens)

@@ -19,6 +19,9 @@ it reports (`metrics.METRICS`):
                (`top_tokens_explanation`, same windows), and how much the LLM's explanation adds
 plus s_n / s_n_failed / s_n_copied (answered, failed and copied samples, explanation run) and
 s_answers_constant (every answered sample got the same 0/1 answer: the answers ignore the window).
+The intervention scorer runs the subject model, so it is its own asset (`intervention_scores`);
+where a range has it, its metric columns (intervention_*, `intervention_scores.JOINED`) are joined
+here, so one table holds every score of a latent; null where the range was never steered.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import polars as pl
 from ..config import SamplingConfig, ScorerConfig
 from ..explain.explainer import top_tokens_explanations
 from ..llm.api import ChatLLM
-from . import chance, metrics
+from . import chance, intervention_scores, metrics
 from .base import PromptMode, ScoringContext, Task, Window, WindowScore
 from .registry import SCORERS
 
@@ -68,7 +71,14 @@ def score_schema() -> dict[str, pl.DataType]:
             schema |= {f"{s}_{m}": value, f"{s}_{m}_n": n, f"{s}_{m}_chance": value, f"{s}_{m}_chance_n": n,
                        f"{s}_{m}_lift": value, f"{s}_{m}_top_tokens": value, f"{s}_{m}_top_tokens_n": n,
                        f"{s}_{m}_over_top_tokens": value}
-    return schema
+    return schema | intervention_scores.JOINED
+
+
+def with_intervention(table: pl.DataFrame, steered: pl.DataFrame) -> pl.DataFrame:
+    """`table` (score_schema()) with the intervention columns of `steered` (an intervention_scores table)."""
+    columns = list(intervention_scores.JOINED)
+    joined = steered.with_columns(intervention_n_failed=pl.col("n_failed")).select("latent", *columns)
+    return table.drop(columns).join(joined, on="latent", how="left").select(list(table.columns))
 
 
 def _windows(contexts: pl.DataFrame) -> dict[int, tuple[Window, ...]]:

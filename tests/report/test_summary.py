@@ -49,21 +49,18 @@ def test_without_a_baseline_it_says_where_chance_lies_and_shows_edits(tmp_path):
     assert summary.cost_line(store, LAYER, RANGE).startswith("LLM: 12 requests (2 from the cache), 1,200 prompt")
 
 
-def test_the_layer_report_joins_intervention_scores_where_they_were_materialised(tmp_path):
+def test_the_layer_report_rolls_up_intervention_scores_where_ranges_have_them(tmp_path):
     from autointerp_assets.report.rollup import build_report
     from autointerp_assets.store import layout
 
     store = _store(tmp_path, chance=True)
-    scores = store.read_parquet(partition_path("scores", LAYER, RANGE)).with_columns(n_failed=pl.lit(0))
+    scores = store.read_parquet(partition_path("scores", LAYER, RANGE)).with_columns(
+        n_failed=pl.lit(0), intervention_auroc=pl.Series([0.9, None]), intervention_auroc_n=pl.Series([12, None]),
+        intervention_auroc_chance=pl.Series([0.5, None]), intervention_auroc_lift=pl.Series([0.4, None]))
     store.write_parquet(partition_path("scores", LAYER, RANGE), scores)
     stats = pl.DataFrame({"latent": [0, 1, 2], "n_firing": [5, 9, 0], "density": [0.1, 0.2, 0.0], "max_act": [1.0, 2.0, 0.0]})
     layout.write_partition(store, "latent_shards", LAYER, RANGE, {"rows": pl.DataFrame({"latent": [0]}), "stats": stats})
-    store.write_parquet(partition_path("intervention_scores", LAYER, RANGE), pl.DataFrame({
-        "latent": [0, 1], "status": ["ok", "unscored"], "n_failed": [0, 0],
-        "intervention_auroc": [0.9, None], "intervention_auroc_n": [12, None],
-        "intervention_auroc_chance": [0.5, None], "intervention_auroc_lift": [0.4, None]}))
     store.write_json(partition_path("intervention_scores", LAYER, RANGE, "usage.json"), {"llm_requests": 7})
     report = build_report(store, LAYER)
-    assert report.table["intervention_auroc"].to_list() == [0.9, None]
-    assert report.table["status"].to_list() == ["ok", "ok"]  # the scores' status, not the intervention's
-    assert report.metadata["mean_intervention_auroc_lift"] == 0.4 and report.metadata["llm_requests"] == 2 + 10 + 7
+    assert report.metadata["mean_intervention_auroc_lift"] == 0.4 and report.metadata["n_latents_intervention_auroc"] == 1
+    assert report.metadata["llm_requests"] == 2 + 10 + 7  # the steering run's LLM requests are in the cost

@@ -210,3 +210,17 @@ def test_the_asset_scores_a_partition_from_corpus_prompts(subject, tmp_path: Pat
     print("asset: intervention AUROC true", scored["intervention_auroc"].round(2).to_list(),
           "chance", scored["intervention_auroc_chance"].round(2).to_list(),
           "score lift", scored["intervention_score_lift"].round(2).to_list())
+
+
+def test_the_scores_table_carries_a_steered_ranges_intervention_columns():
+    from autointerp_assets.scoring.scores import score_schema, with_intervention
+
+    explanations, continuations = scripted_inputs()
+    steered = score_interventions(explanations, continuations, ScriptedLLM(), seed=0, min_auroc_n=2)
+    scores = pl.DataFrame({"latent": explanations["latent"]}, schema={"latent": pl.Int64()}).join(
+        pl.DataFrame(schema=score_schema()), on="latent", how="left").select(list(score_schema()))
+    joined = with_intervention(scores, steered)
+    assert joined.schema == scores.schema
+    for column in intervention_scores.JOINED:
+        source = "n_failed" if column == "intervention_n_failed" else column
+        assert joined[column].to_list() == steered.sort("latent")[source].to_list()
