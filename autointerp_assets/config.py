@@ -177,10 +177,22 @@ class SamplingConfig(_Strict):
 
 
 class ExplainerConfig(_Strict):
-    kind: Literal["default", "contrastive", "top_tokens"] = "default"
+    kind: Literal["default", "contrastive", "single_token", "output_side", "top_tokens"] = Field(
+        "default", description="default: activating examples, active tokens marked; contrastive: and non-activating "
+        "ones; single_token: only each example's peak token marked; output_side: and the tokens the latent's decoder "
+        "direction promotes through the unembedding (loads the subject model and coder on the CPU); top_tokens: "
+        "no LLM, the heaviest tokens named.",
+    )
     show_activations: bool = False
     chain_of_thought: bool = False
     max_tokens: int = Field(80, gt=0)
+
+    @model_validator(mode="after")
+    def _options_apply(self) -> ExplainerConfig:
+        if self.kind not in ("default", "contrastive") and (self.show_activations or self.chain_of_thought):
+            raise ValueError(f"explainer.show_activations and chain_of_thought apply to kinds default and contrastive, "
+                             f"not {self.kind!r}; turn them off")
+        return self
 
 
 class ScorerConfig(_Strict):

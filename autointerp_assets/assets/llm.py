@@ -7,10 +7,11 @@ import dagster as dg
 from resources.llm import LLMResource
 from resources.project import Project
 from resources.storage import Storage
+from resources.subject_model import SubjectModel
 
 from .. import lineage
 from ..config import ProjectConfig
-from ..explain import imported, selection
+from ..explain import imported, output_side, selection
 from ..explain.explainer import explain_latents
 from ..explain.prompts import PROMPT_VERSIONS as EXPLAIN_PROMPT_VERSIONS
 from ..explain.prompts import explainer_prompt_key
@@ -22,8 +23,8 @@ from ..scoring.scores import score_latents, with_intervention
 from ..scoring.summary import score_summary
 from ..store import layout
 from ..store.activations import activations_dataset
-from ..store.store import partition_path
-from .common import fails_clearly, layer_range
+from ..store.store import ArtifactStore, partition_path
+from .common import fails_clearly, layer_coder, layer_range
 
 PROMPT_VERSIONS = {**EXPLAIN_PROMPT_VERSIONS, "explain/imported": imported.PROMPT_VERSION}
 
@@ -56,7 +57,7 @@ class LatentSelection(dg.Config):
 )
 @fails_clearly
 def explanations(context: dg.AssetExecutionContext, config: LatentSelection, project: Project, storage: Storage,
-                 llm: LLMResource) -> dg.MaterializeResult:
+                 llm: LLMResource, subject_model: SubjectModel) -> dg.MaterializeResult:
     """One plain-English explanation per latent; failures and skips recorded with reasons."""
     layer, key = layer_range(context)
     cfg, store = project.config, storage.store()
@@ -68,8 +69,9 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
     chosen = selection.resolve(store, layer, key, examples, stats, config.latents, config.max_latents,
                                config.all_latents)
     client = llm.build(store, scope=f"explanations/{layer}/{key}")
-    table = explain_latents(*selection.split(examples, skipped, chosen), client, cfg.explainer, cfg.sampling)
-    table, n_kept = selection.keep_paid_for(table, examples, client, cfg.explainer, cfg.sampling)
+    promoted = _promoted_tokens(subject_model, cfg, store, layer, key) if cfg.explainer.kind == "output_side" else None
+    table = explain_latents(*selection.split(examples, skipped, chosen), client, cfg.explainer, cfg.sampling, promoted)
+    table, n_kept = selection.keep_paid_for(table, examples, client, cfg.explainer, cfg.sampling, promoted)
     path = partition_path("explanations", layer, key)
     store.write_parquet(path, table)
     selection.remember(store, layer, key, chosen, context.run.run_id)
@@ -92,6 +94,15 @@ def explanations(context: dg.AssetExecutionContext, config: LatentSelection, pro
         },
         data_version=dg.DataVersion(lineage.frame_digest(table)),
     )
+
+
+def _promoted_tokens(subject_model: SubjectModel, cfg: ProjectConfig, store: ArtifactStore, layer: str,
+                     key: str) -> dict[int, list[str]]:
+    """The output-side explainer's input: each latent's decoder direction through the unembedding.
+    Read on the CPU whatever the configured device: this step runs in the `llm` pool, without a GPU."""
+    subject = subject_model.model_copy(update={"device": "cpu"}).load()
+    _, coder = layer_coder(cfg, store, subject, layer)
+    return output_side.promoted_tokens(subject, coder, layer, list(parse_latent_range(key)))
 
 
 def _import_explanations(config: LatentSelection, store, layer: str, key: str) -> dg.MaterializeResult:

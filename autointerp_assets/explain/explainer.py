@@ -6,12 +6,15 @@ contexts columns). Output: one row per latent, see `EXPLANATION_SCHEMA`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import polars as pl
 
 from ..config import ExplainerConfig, SamplingConfig
 from ..llm.api import ChatLLM, ChatRequest
 from ..llm.prompts import DEFAULT_HIGHLIGHT_FRACTION
+from . import output_side, single_token
 from .prompts import (
     PROMPT_VERSIONS,
     Example,
@@ -69,10 +72,12 @@ def explain_latents(
     llm: ChatLLM | None,
     cfg: ExplainerConfig,
     sampling: SamplingConfig | None = None,
+    promoted: Mapping[int, Sequence[str]] | None = None,  # output_side: latent -> the tokens it promotes
 ) -> pl.DataFrame:
     """One row per latent of `contexts` and of `skipped` (skipped wins), sorted by latent.
 
-    Uses the explain split only. `default` shows activating windows with highlights; `contrastive`
+    Uses the explain split only. `default` shows activating windows with highlights; `single_token`
+    marks only each window's peak; `output_side` adds `promoted`; `contrastive`
     also shows the explain split's non-activating windows; `top_tokens` needs no LLM (`llm` may be
     None). All LLM requests go through one `complete_many` call, so the backend's concurrency
     applies; a failed request or an unparseable answer is a "failed" row with the reason.
@@ -112,13 +117,20 @@ def explain_latents(
             if cfg.kind == "contrastive"
             else []
         )
-        messages = build_explainer_messages(
-            activating,
-            negatives,
-            kind=cfg.kind,
-            show_activations=cfg.show_activations,
-            chain_of_thought=cfg.chain_of_thought,
-        )
+        if cfg.kind == "single_token":
+            messages = single_token.build_messages(activating)
+        elif cfg.kind == "output_side":
+            if promoted is None:
+                raise ValueError("the output_side explainer needs each latent's promoted tokens")
+            messages = output_side.build_messages(activating, promoted[latent])
+        else:
+            messages = build_explainer_messages(
+                activating,
+                negatives,
+                kind=cfg.kind,  # type: ignore[arg-type]
+                show_activations=cfg.show_activations,
+                chain_of_thought=cfg.chain_of_thought,
+            )
         pending.append(
             (latent, ChatRequest(messages=messages, max_tokens=cfg.max_tokens), len(activating) + len(negatives))
         )

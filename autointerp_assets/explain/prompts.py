@@ -27,11 +27,12 @@ from ..llm.prompts import (
     tok,
     version,
 )
+from . import output_side, single_token
 
 MAX_EXPLANATION_CHARS = 300
 TOP_TOKENS_N = 5  # tokens named by the no-LLM baseline explanation
 
-ExplainerKind = Literal["default", "contrastive"]
+ExplainerKind = Literal["default", "contrastive"]  # those built here; single_token and output_side have their modules
 
 
 def _activation_line(ex: Example, max_act: float) -> str:
@@ -167,8 +168,8 @@ def build_explainer_messages(
 
 def explainer_prompt_key(kind: str, show_activations: bool = False, chain_of_thought: bool = False) -> str:
     """Key into PROMPT_VERSIONS for an explainer configuration, e.g. 'explain/default+acts+cot'."""
-    if kind == "top_tokens":
-        return "explain/top_tokens"
+    if kind in ("top_tokens", "single_token", "output_side"):
+        return f"explain/{kind}"
     return f"explain/{kind}" + ("+acts" if show_activations else "") + ("+cot" if chain_of_thought else "")
 
 
@@ -249,4 +250,6 @@ PROMPT_VERSIONS: dict[str, str] = {
         for cot in (False, True)
     },
     "explain/top_tokens": version(_TOP_TOKENS_TEMPLATE, TOP_TOKENS_N),
+    "explain/single_token": single_token.PROMPT_VERSION,
+    "explain/output_side": output_side.PROMPT_VERSION,
 }

@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -99,7 +99,7 @@ class CacheOnlyLLM:
 
 
 def keep_paid_for(table: pl.DataFrame, contexts: pl.DataFrame, llm: ChatLLM | None, explainer: ExplainerConfig,
-                  sampling: SamplingConfig) -> tuple[pl.DataFrame, int]:
+                  sampling: SamplingConfig, promoted: Mapping[int, Sequence[str]] | None = None) -> tuple[pl.DataFrame, int]:
     """`table` with each latent left out of the selection explained from the cache where its
     answer is there; returns the table and how many were kept that way."""
     left_out = table.filter((pl.col("status") == "skipped") & (pl.col("reason") == NOT_SELECTED))["latent"].to_list()
@@ -107,7 +107,8 @@ def keep_paid_for(table: pl.DataFrame, contexts: pl.DataFrame, llm: ChatLLM | No
         return table, 0
     mine = contexts.filter(pl.col("latent").is_in(left_out))
     none_skipped = pl.DataFrame(schema={"latent": pl.Int64, "reason": pl.Utf8})
-    paid = explain_latents(mine, none_skipped, CacheOnlyLLM(llm), explainer, sampling).filter(pl.col("status") == "ok")
+    paid = explain_latents(mine, none_skipped, CacheOnlyLLM(llm), explainer, sampling, promoted).filter(
+        pl.col("status") == "ok")
     if paid.is_empty():
         return table, 0
     kept = table.filter(~pl.col("latent").is_in(paid["latent"].to_list()))

@@ -11,6 +11,7 @@ roughly doubles the scoring requests; its share is shown on its own.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ import polars as pl
 
 from ..config import ExplainerConfig, LLMConfig, SamplingConfig, ScorerConfig
 from ..explain.explainer import explain_latents
+from ..explain.output_side import N_PROMOTED
 from ..llm.api import ChatRequest, Completion, PromptScore, ScoreRequest, Usage, failed_score
 from ..llm.cache import once_each
 from ..scoring.registry import SCORERS
@@ -95,7 +97,8 @@ def _scoring_requests(contexts: pl.DataFrame, explained: pl.DataFrame, scorer: S
 def estimate_cost(contexts: pl.DataFrame, skipped: pl.DataFrame, explainer: ExplainerConfig,
                   scorer: ScorerConfig, sampling: SamplingConfig, llm: LLMConfig) -> CostEstimate:
     dry = DryRunLLM()
-    explained = explain_latents(contexts, skipped, dry, explainer, sampling)
+    promoted = defaultdict(lambda: ["x" * 6] * N_PROMOTED)  # output_side: sized like real promoted tokens
+    explained = explain_latents(contexts, skipped, dry, explainer, sampling, promoted)
     if explainer.kind != "top_tokens":  # pretend every sent request came back with an explanation
         sent = pl.col("reason").str.starts_with("llm error")
         explained = explained.with_columns(

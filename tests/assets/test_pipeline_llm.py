@@ -125,3 +125,22 @@ def test_thirty_percent_failures_complete_the_partition_and_rerun_retries_only_f
     assert server.n_requests - before == rerun["llm_requests"] == explained["llm_failures"]
     assert rerun["llm_cache_hits"] == explained["llm_requests"] - explained["llm_failures"]
     assert rerun["n_failed"] == 0
+
+
+def test_output_side_explainer_shows_the_tokens_each_latent_promotes(data_root, instance, server, tmp_path):
+    """The explanations asset with the output-side explainer: the layer's coder and the subject's
+    unembedding read on the CPU, each latent's promoted tokens in its prompt, sent over HTTP."""
+    from support.project import small_config
+
+    root = tmp_path / "store"
+    shutil.copytree(data_root, root, ignore=shutil.ignore_patterns("explanations", "scores", "llm_cache"))
+    cfg = small_config()
+    cfg = cfg.model_copy(update={"explainer": cfg.explainer.model_copy(update={"kind": "output_side"}),
+                                 "subject_model": cfg.subject_model.model_copy(update={"device": "no-such-device"})})
+    llm = LLMResource(backend="openai", base_url=server.base_url, model="m", max_retries=0, timeout_s=10)
+    explained = metadata(run(["explanations"], key(), root, instance, cfg=cfg, llm=llm), "explanations")
+    asked = [b["messages"][-1]["content"] for b in server.bodies]
+    assert explained["n_explained"] == len(asked) > 0
+    promoted = [json.loads("[" + content.rsplit("Tokens the latent promotes: ", 1)[1] + "]") for content in asked]
+    assert all(len(tokens) == 10 for tokens in promoted)  # ten promoted tokens per latent
+    assert len({tuple(tokens) for tokens in promoted}) > 1  # each latent its own

@@ -92,3 +92,23 @@ def test_sampling_seed_shuffles_example_order_only():
     assert len({tuple(o) for o in orders}) > 1
 
 
+
+
+def test_single_token_and_output_side_explainers_run_through_explain_latents():
+    contexts = make_contexts([0, 1])
+    llm = FakeLLM(explainer_answer)
+    out = explain_latents(contexts, SKIPPED.clear(), llm, ExplainerConfig(kind="single_token"), SamplingConfig())
+    assert out["status"].to_list() == ["ok", "ok"]
+    assert set(out["prompt_version"]) == {PROMPT_VERSIONS["explain/single_token"]}
+    final = llm.requests[0].messages[-1]["content"]
+    assert final.count("<<") == final.count("Example ")  # one marked token per example
+    llm = FakeLLM(explainer_answer)
+    promoted = {0: [" meow", " purr"], 1: [" bark"]}
+    out = explain_latents(contexts, SKIPPED.clear(), llm, ExplainerConfig(kind="output_side"), SamplingConfig(), promoted)
+    assert set(out["prompt_version"]) == {PROMPT_VERSIONS["explain/output_side"]}
+    asked = sorted(r.messages[-1]["content"].rsplit("promotes: ", 1)[1] for r in llm.requests)
+    assert asked == ['" bark"', '" meow", " purr"']
+    with pytest.raises(ValueError, match="promoted tokens"):
+        explain_latents(contexts, SKIPPED.clear(), llm, ExplainerConfig(kind="output_side"), SamplingConfig())
+    with pytest.raises(ValueError, match="apply to kinds default and contrastive"):
+        ExplainerConfig(kind="single_token", show_activations=True)
