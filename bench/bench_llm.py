@@ -38,7 +38,7 @@ from autointerp_assets.config import ExplainerConfig, SamplingConfig, ScorerConf
 from autointerp_assets.data.model_files import loadable  # noqa: E402
 from autointerp_assets.explain.explainer import explain_latents  # noqa: E402
 from autointerp_assets.llm.client import OpenAICompatibleLLM  # noqa: E402
-from autointerp_assets.scoring.classify import score_latents  # noqa: E402
+from autointerp_assets.scoring.scores import score_latents  # noqa: E402
 
 
 def fake_answer(body: dict) -> str:
@@ -76,7 +76,7 @@ def main() -> None:
             llm = OpenAICompatibleLLM(base_url, model, None, max_concurrency=conc, timeout_s=900, cache=None)
             start = time.perf_counter()
             explained = explain_latents(table, no_skips, llm, ExplainerConfig(), SamplingConfig())
-            scores = score_latents(table, explained, llm, scorer, seed=0)
+            scores = score_latents(table, explained, llm, scorer, SamplingConfig(), mode="list")
             seconds = time.perf_counter() - start
             u = llm.usage
             rates[conc] = u.requests / seconds

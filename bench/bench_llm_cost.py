@@ -36,7 +36,7 @@ from autointerp_assets.data.model_files import loadable  # noqa: E402
 from autointerp_assets.data.sampling import CONTEXT_SCHEMA  # noqa: E402
 from autointerp_assets.explain.explainer import explain_latents  # noqa: E402
 from autointerp_assets.llm.api import ChatRequest, Completion, Usage  # noqa: E402
-from autointerp_assets.scoring.classify import score_latents  # noqa: E402
+from autointerp_assets.scoring.scores import score_latents  # noqa: E402
 
 N_TEST_ACTIVATING = N_TEST_NON_ACTIVATING = 50
 PER_PROMPT = 5
@@ -117,7 +117,8 @@ def ours(tokenizer, table: pl.DataFrame, n_latents: int, per_prompt: int) -> dic
     by_kind: dict[str, list[ChatRequest]] = {"explanation": list(recorder.requests)}
     for kind in ("detection", "fuzzing"):
         recorder.requests = []
-        score_latents(table, explained, recorder, ScorerConfig(kinds=[kind], examples_per_prompt=per_prompt), seed=0)
+        score_latents(table, explained, recorder, ScorerConfig(kinds=[kind], examples_per_prompt=per_prompt,
+                                                               chance_baseline=False), sampling, mode="list")
         by_kind[kind] = list(recorder.requests)
     out = {}
     for kind, requests in by_kind.items():
