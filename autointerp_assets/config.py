@@ -203,13 +203,14 @@ class ScorerConfig(_Strict):
         "logprobs with and without the explanation; simulation predicts every token's activation (the most "
         "prompt tokens of all).",
     )
-    prompt_mode: Literal["auto", "single", "list"] = Field(
-        "auto", description="LLM scorers: 'single' asks about one window per request and reads P(yes) from the "
-        "answer token's logprobs (what small local models can do); 'list' asks for a 0/1 list over "
-        "examples_per_prompt windows (cheaper with large remote models); 'auto' = single for llm.backend local, "
-        "list otherwise.",
+    prompt_mode: Literal["auto", "likelihood", "single", "list"] = Field(
+        "auto", description="LLM classifiers (detection, fuzzing): 'likelihood' shows one window per request "
+        "and scores the log-probability of the explanation as the answer to what it contains (prompt logprobs; "
+        "AUROC only: what small local models do best); 'single' asks Yes/No about one window and reads P(yes) "
+        "from the answer's logprobs; 'list' asks for a 0/1 list over examples_per_prompt windows (large remote "
+        "models); 'auto' = likelihood for llm.backend local, list otherwise.",
     )
-    examples_per_prompt: int = Field(5, ge=1, description="Windows per request in list mode, and per "
+    examples_per_prompt: int = Field(10, ge=1, description="Windows per request in list mode, and per "
                                      "all-at-once simulation prompt.")
     chance_baseline: bool = Field(
         True, description="Also score each latent with a shuffled explanation (another latent's of the same "
@@ -229,11 +230,11 @@ class ScorerConfig(_Strict):
         "latents, see README.",
     )
 
-    def mode(self, backend: str) -> Literal["single", "list"]:
+    def mode(self, backend: str) -> Literal["likelihood", "single", "list"]:
         """The prompt mode that runs: `prompt_mode`, with 'auto' resolved for the LLM backend."""
         if self.prompt_mode != "auto":
             return self.prompt_mode
-        return "single" if backend == "local" else "list"
+        return "likelihood" if backend == "local" else "list"
 
     @field_validator("kinds")
     @classmethod

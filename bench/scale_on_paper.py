@@ -18,11 +18,11 @@ SHARD_BYTES_PER_ROW = 7.01  # latent_shards rows + stats at width 512: 925,988,7
 CORPUS_BYTES_PER_TOKEN = 8.12  # committed corpus (token array + window index): 34,070,899 B / 4,194,304
 SHARD_US_PER_ROW = 1.41  # latent_shards, 16 ranges of 8,192: 11.58 s per 8.23M-row range (one process, loaded dev)
 CONTEXTS_BYTES_PER_LATENT = 10_420  # contexts output: 5.34 MB per 512-latent range
-# MEASURED (bench_llm_cost.py vs delphi, 50 + 50 test windows, 5 per prompt)
-PROMPT_TOKENS_PER_LATENT = 21_601  # explanation 1,216 + detection 9,713 + fuzzing 10,672
-UNCACHED_PROMPT_TOKENS_PER_LATENT = 10_552  # past a shared prefix: 937 + 4,625 + 4,990
-COMPLETION_TOKENS_PER_LATENT = 456  # typical answers (budget 1,200)
-REQUESTS_PER_LATENT = 41
+# MEASURED (bench_llm_cost.py, 50 + 50 test windows, the default 10 per prompt, 2026-12-03)
+PROMPT_TOKENS_PER_LATENT = 18_277  # explanation 1,445 + detection 8,179 + fuzzing 8,653
+UNCACHED_PROMPT_TOKENS_PER_LATENT = 12_271  # past a shared prefix: 1,091 + 5,460 + 5,720
+COMPLETION_TOKENS_PER_LATENT = 436  # typical answers (budget 1,040)
+REQUESTS_PER_LATENT = 21
 
 # ASSUMED: an 8B, 32-layer subject (Llama-3.1-8B: d_model 4096) on one H100 SXM in bf16.
 H100_BF16_FLOPS = 989e12  # dense peak, NVIDIA's datasheet

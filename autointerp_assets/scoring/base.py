@@ -21,7 +21,7 @@ from typing import Literal, Protocol
 from ..config import SamplingConfig, ScorerConfig
 from ..llm.api import ChatLLM
 
-PromptMode = Literal["single", "list"]
+PromptMode = Literal["likelihood", "single", "list"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,7 @@ class ScoringContext:
     cfg: ScorerConfig
     sampling: SamplingConfig
     llm: ChatLLM | None
-    mode: PromptMode  # LLM classifiers: one window per request, or a list per request
+    mode: PromptMode  # LLM classifiers: the explanation's likelihood, a yes/no per window, or a 0/1 list
     encoder: Callable[[], object] | None = None
 
 

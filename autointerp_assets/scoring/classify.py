@@ -4,6 +4,9 @@ A classifier module turns a latent's held-out windows into `Sample`s with a 0/1 
 is the window activating; fuzzing: are its marks where the latent fires) and registers an
 `LLMClassifier`. This loop asks the LLM about every sample, in the context's mode:
 
+- `likelihood`: one prompt-scoring request per sample; the score is the log-probability of the
+  explanation as the answer to what the window contains (`prompts.likelihood_request`). It ranks
+  the samples (AUROC) and decides nothing, so the decision metrics are null, with the reason;
 - `single`: one request per sample, answered Yes/No; the sample's score is P(yes) from the answer
   token's logprobs (when the backend offers them), its decision the parsed answer, else P(yes) > 0.5;
 - `list`: samples in a seeded order, `examples_per_prompt` per request, answered with a 0/1 list;
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..llm.api import ChatRequest, Completion
+from ..llm.api import ChatRequest, Completion, PromptScore
 from .base import PromptMode, ScoringContext, Task, Window, WindowScore
 from .prompts import (
     PROMPT_VERSIONS,
@@ -30,6 +33,7 @@ from .prompts import (
     answer_probabilities,
     copies_example,
     list_max_tokens,
+    likelihood_request,
     list_messages,
     parse_binary_answers,
     parse_yes_no,
@@ -82,7 +86,10 @@ class LLMClassifier:
             rng = np.random.default_rng(task.seed)
             samples = self.samples(task.windows, rng, ctx.sampling.highlight_fraction)
             per_task.append(samples)
-            requests += self._requests(t, task.explanation, samples, rng, ctx, top)
+            if ctx.mode != "likelihood":
+                requests += self._requests(t, task.explanation, samples, rng, ctx, top)
+        if ctx.mode == "likelihood":
+            return self._score_likelihood(tasks, per_task, ctx)
         completions = ctx.llm.complete_many([r.request for r in requests]) if requests else []
         out: list[list[WindowScore | None]] = [[None] * len(s) for s in per_task]
         for r, completion in zip(requests, completions, strict=True):
@@ -90,6 +97,13 @@ class LLMClassifier:
             for i, score in zip(r.samples, self._read(r, samples, completion), strict=True):
                 out[r.task][i] = score
         return out  # type: ignore[return-value]  # every sample is in exactly one request
+
+    def _score_likelihood(self, tasks: Sequence[Task], per_task: list[list[Sample]],
+                          ctx: ScoringContext) -> list[list[WindowScore]]:
+        sent = [[likelihood_request(self.name, task.explanation, s.window.token_strs, s.marks) for s in samples]
+                for task, samples in zip(tasks, per_task, strict=True)]
+        answers = iter(ctx.llm.score_prompts([r for rs in sent for r in rs]))  # type: ignore[union-attr]
+        return [[_likelihood(s, next(answers)) for s in samples] for samples in per_task]
 
     def _requests(self, t: int, explanation: str, samples: list[Sample], rng: np.random.Generator,
                   ctx: ScoringContext, top: int | None) -> list[_Request]:
@@ -130,3 +144,12 @@ class LLMClassifier:
         probs = answer_probabilities(completion.logprobs, values) if r.request.top_logprobs else None
         return [WindowScore(s.label, s.window, score=probs[i] if probs else None, pred=v, copied=copied)
                 for i, (s, v) in enumerate(zip(samples, values, strict=True))]
+
+
+def _likelihood(sample: Sample, answer: PromptScore) -> WindowScore:
+    """log P(explanation | the window's question): the sum over the explanation's tokens."""
+    if not answer.ok:
+        return WindowScore(sample.label, sample.window, failure=f"llm error: {answer.error}")
+    if not answer.tokens:
+        return WindowScore(sample.label, sample.window, failure="the explanation has no scorable token")
+    return WindowScore(sample.label, sample.window, score=sum(t.logprob for t in answer.tokens))

@@ -138,6 +138,9 @@ class Settings:
     min_auroc_n: int  # ScorerConfig.min_auroc_n
 
 
+NO_DECISIONS = "no 0/1 decisions: the scorer ranks windows (likelihood mode); see its auroc"
+
+
 def _value(x: float) -> float | None:
     return None if math.isnan(x) else x
 
@@ -156,6 +159,8 @@ def _auroc(scores: Sequence[WindowScore], s: Settings) -> Metric:
 def _confusion_metric(fn: Callable[[Confusion], float], name: str) -> Callable[[Sequence[WindowScore], Settings], Metric]:
     def metric(scores: Sequence[WindowScore], s: Settings) -> Metric:
         decided = [w for w in scores if w.pred is not None]
+        if scores and not decided:
+            return Metric(None, 0, NO_DECISIONS)
         value = fn(confusion([w.label for w in decided], [w.pred for w in decided]))
         return Metric(_value(value), len(decided), f"{name} undefined on these answers" if math.isnan(value) else None)
 
@@ -169,7 +174,7 @@ def _accuracy_of(scores: Sequence[WindowScore]) -> Metric:
 
 def _accuracy_by_quantile(scores: Sequence[WindowScore], s: Settings) -> Metric:
     if not any(w.pred is not None for w in scores):
-        return Metric(None, [0] * s.n_bins, "no answers")
+        return Metric(None, [0] * s.n_bins, NO_DECISIONS if scores else "no answers")
     bins = [_accuracy_of([w for w in scores if w.window.activating and w.window.quantile == q]) for q in range(s.n_bins)]
     return Metric([b.value for b in bins], [b.n for b in bins])  # type: ignore[misc]
 

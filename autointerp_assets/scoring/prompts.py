@@ -1,5 +1,10 @@
-"""Detection and fuzzing prompts in their two modes, and the parsers of their answers.
+"""Detection and fuzzing prompts in their three modes, and the parsers of their answers.
 
+- `likelihood`: one window per request, nothing generated. The window is shown with the question
+  what it contains (fuzzing: what its marked tokens are), and the score is the log-probability
+  the LLM gives the explanation as the answer (`likelihood_request`; prompt logprobs). A ranking,
+  not a decision: AUROC only. What a small local model does best, so the local default: measured
+  on known-answer latents, see README.
 - `single`: one window per request, answered Yes or No; P(yes) is read from the answer token's
   top logprobs (`yes_probability`). What a small local model can do; the local default.
 - `list`: several numbered windows per request, answered with a 0/1 list (`parse_binary_answers`),
@@ -18,7 +23,7 @@ import re
 from collections.abc import Sequence
 from typing import Literal
 
-from ..llm.api import Message, TokenLogprobs
+from ..llm.api import Message, ScoreRequest, TokenLogprobs
 from ..llm.prompts import (
     CLOSE,
     DATA_NOTE,
@@ -36,7 +41,7 @@ from ..llm.prompts import (
 
 ScorerKind = Literal["detection", "fuzzing"]
 
-_INTRO = "You are checking a description of a latent (a learned feature) of a language model. "
+_INTRO = "You check a description of a latent (a learned feature) of a language model. "
 _TASK = {
     "detection": "Decide whether the latent is active in a text excerpt: it is when the excerpt contains "
     "something the description says the latent responds to.",
@@ -45,8 +50,8 @@ _TASK = {
     "ones the description says the latent fires on.",
 }
 _LIST_FORMAT = (
-    "You get several numbered excerpts; any number of them, from none to all, may be ones where the latent "
-    "is active. Reply with nothing but a list with one value per excerpt, in order: 1 if it is, 0 if not."
+    "Any number of the numbered excerpts, from none to all, may be positive. Reply with only a list of one "
+    "value per excerpt, in order: 1 if yes, 0 if no."
 )
 _SINGLE_FORMAT = "Reply with one word: Yes or No."
 _LIST_TAIL = "Reply with a list of exactly {n} values, each 1 or 0."
@@ -72,10 +77,8 @@ _TIME_UNITS = "units of time counted by a preceding number"
 _SHOT = (
     (tok(" We", " waited", " 20", (" minutes", 1.0), " for", " the", " bus"), 1, 1),
     (tok(" The", " minutes", " of", " the", " meeting", " were", (" filed", 1.0)), 0, 0),
-    (tok(" Add", " two", (" cups", 1.0), " of", " flour"), 0, 0),
     (tok(" It", " lasted", (" four", 1.0), " days", " in", " total"), 1, 0),
     (tok(" The", " game", " ended", " after", " 3", (" hours", 1.0)), 1, 1),
-    (tok(" Call", " me", " back", (" later", 1.0), " today"), 0, 0),
 )
 SHOT_SIZE = len(_SHOT)
 
@@ -125,6 +128,27 @@ def single_messages(kind: ScorerKind, explanation: str, token_strs: Sequence[str
     user = "\n".join([f"Excerpt: {fence(_render(kind, token_strs, marks))}", _description(explanation), "",
                       f"{_QUESTION[kind]} Answer Yes or No."])
     return ({"role": "system", "content": _system(kind, "single")}, {"role": "user", "content": user})
+
+
+# Likelihood mode: a plain-text question and the start of its answer, which the explanation completes.
+# Plain text rather than a chat template, so any server with prompt logprobs scores the same text.
+_LIKELIHOOD = {
+    "detection": ("Text: {window}\nWhat does this text contain?\n\n", "This text contains"),
+    "fuzzing": (f"Text: {{window}}\nSome tokens are marked {OPEN}like this{CLOSE}. What are the marked tokens?\n\n",
+                "The marked tokens are"),
+}
+
+
+def likelihood_request(kind: ScorerKind, explanation: str, token_strs: Sequence[str],
+                       marks: Sequence[bool] | None) -> ScoreRequest:
+    """The window and its question, then the explanation as the answer; only the explanation's
+    tokens are scored (`score_from`)."""
+    question, answer = _LIKELIHOOD[kind]
+    head = question.format(window=fence(_render(kind, token_strs, marks))) + answer
+    text = explanation.strip().rstrip(".")
+    if text[1:2].islower():  # "The word ..." continues "This text contains the word ..."; keep "DNA"
+        text = text[0].lower() + text[1:]
+    return ScoreRequest(f"{head} {text}.", score_from=len(head))
 
 
 def list_max_tokens(n_examples: int) -> int:
@@ -262,8 +286,9 @@ def yes_probability(logprobs: Sequence[TokenLogprobs] | None) -> float | None:
 PROMPT_VERSIONS: dict[str, str] = {
     f"{kind}/{mode}": version(
         list_messages(kind, "<explanation>", [(["x"], [True])]) if mode == "list"
-        else single_messages(kind, "<explanation>", ["x"], [True])
+        else single_messages(kind, "<explanation>", ["x"], [True]) if mode == "single"
+        else likelihood_request(kind, "<explanation>", ["x"], [True]).prompt
     )
     for kind in ("detection", "fuzzing")
-    for mode in ("single", "list")
+    for mode in ("likelihood", "single", "list")
 }

@@ -59,7 +59,7 @@ def score_schema() -> dict[str, pl.DataType]:
         "n_test_negatives": pl.Int64(),  # non-activating held-out windows
         "chance_latent": pl.Int64(),  # whose explanation was the chance baseline; null without one
         "scorer_model": pl.Utf8(),  # the LLM; null when no LLM scorer ran
-        "llm_scorer_mode": pl.Utf8(),  # "single" | "list"; null when no LLM scorer ran
+        "llm_scorer_mode": pl.Utf8(),  # "likelihood" | "single" | "list"; null when no LLM scorer ran
         "prompt_versions": pl.Utf8(),  # JSON {scorer: "<mode>:<version>"} of the LLM scorers run
         "top_tokens_explanation": pl.Utf8(),  # the top-tokens baseline scored; null when not asked for
     }

@@ -83,7 +83,7 @@ def test_prompt_versions_are_short_hex_and_distinct():
     assert P.explainer_prompt_key("default", True, True) == "explain/default+acts+cot"
     assert P.explainer_prompt_key("top_tokens", True) == "explain/top_tokens"
     versions = {**P.PROMPT_VERSIONS, **SCORER_PROMPT_VERSIONS}
-    assert len(versions) == 2 * 4 + 1 + 2 + 2 * 2  # explainers, top tokens, single-token and output-side, scorers
+    assert len(versions) == 2 * 4 + 1 + 2 + 2 * 3  # explainers, top tokens, single-token and output-side, scorers x modes
     for key, version in versions.items():
         assert re.fullmatch(r"[0-9a-f]{12}", version), key
     assert len(set(versions.values())) == len(versions)

@@ -21,6 +21,7 @@ from autointerp_assets.scoring.registry import SCORERS
 TRIGGERS = ka.TRIGGERS[::2]  # every other known-answer latent: single tokens and token classes
 MARGIN = 0.25  # mean AUROC lift over the chance baseline; measured lifts are in the README
 SURPRISAL_MARGIN = 0.08  # about half the measured mean lift (0.155, README), fp32 prompt scoring
+DETECTION_MARGIN = 0.12  # about half the measured mean lift of the local default (likelihood mode, README)
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +137,18 @@ def test_surprisal_with_the_shipped_model_separates_true_from_shuffled_explanati
     assert table["status"].to_list() == ["ok"] * len(TRIGGERS) and (table["surprisal_n_failed"] == 0).all()
     assert (table["surprisal_auroc_n"] == table["n_test_positives"] + table["n_test_negatives"]).all()
     assert table["surprisal_auroc_lift"].mean() >= SURPRISAL_MARGIN
+
+
+@pytest.mark.slow
+def test_detection_as_configured_by_default_separates_true_from_shuffled_explanations(pipeline):
+    """The default offline LLM scorer: detection with the in-process SmolLM2, whose mode the local
+    backend resolves to `likelihood`."""
+    pipeline.import_explanations(pipeline.true_texts(), "true")
+    table = pipeline.scores(kinds=["detection"])
+    print("detection AUROC", table["detection_auroc"].round(2).to_list(),
+          "chance", table["detection_auroc_chance"].round(2).to_list())
+    assert table["llm_scorer_mode"].to_list() == ["likelihood"] * len(TRIGGERS)
+    assert table["status"].to_list() == ["ok"] * len(TRIGGERS) and (table["detection_n_failed"] == 0).all()
+    assert (table["detection_auroc_n"] == table["n_test_positives"] + table["n_test_negatives"]).all()
+    assert table["detection_balanced_accuracy"].is_null().all()  # a ranking: no 0/1 decisions
+    assert table["detection_auroc_lift"].mean() >= DETECTION_MARGIN

@@ -24,7 +24,7 @@ from support.scoring_fixtures import (
 
 from autointerp_assets.config import ScorerConfig
 from autointerp_assets.llm.api import ChatRequest
-from autointerp_assets.scoring.prompts import PROMPT_VERSIONS
+from autointerp_assets.scoring.prompts import PROMPT_VERSIONS, SHOT_SIZE
 from autointerp_assets.scoring.scores import score_latents, score_schema
 
 SCORER_CFG = ScorerConfig(kinds=["detection", "fuzzing"], examples_per_prompt=3, prompt_mode="list")
@@ -213,12 +213,13 @@ def test_always_yes_detector_is_flagged_constant():
 
 def test_answers_that_copy_the_worked_example_are_counted_and_left_out():
     def copier(request: ChatRequest) -> Completion:
-        if len(examples_of(request)) == 6:  # as many windows as the worked example: copy its answer list
+        if len(examples_of(request)) == 4:  # as many windows as the worked example: copy its answer list
             return Completion(request.messages[2]["content"])
         return oracle(request)
 
-    cfg = ScorerConfig(kinds=["detection"], examples_per_prompt=6)  # prompts of 6 and 4 windows
+    assert SHOT_SIZE == 4
+    cfg = ScorerConfig(kinds=["detection"], examples_per_prompt=4)  # prompts of 4, 4 and 2 windows
     row = score(make_contexts([0]), explained([0]), FakeLLM(copier), cfg).row(0, named=True)
-    assert row["detection_n_copied"] == 6 and row["detection_n_failed"] == 6
-    assert row["detection_n"] == 4  # the oracle's answers to the prompt of 4
-    assert "6/10 samples failed, e.g. answer copies the prompt's worked example" in row["reason"]
+    assert row["detection_n_copied"] == 8 and row["detection_n_failed"] == 8
+    assert row["detection_n"] == 2  # the oracle's answers to the prompt of 2
+    assert "8/10 samples failed, e.g. answer copies the prompt's worked example" in row["reason"]
