@@ -123,6 +123,12 @@ class ChatLLM(Protocol):
         """Score every prompt (same order); failures are returned and counted, never raised."""
         ...
 
+    def chat_prompt(self, user: str) -> str | None:
+        """The raw text the model's own chat template makes of one user message, ready for the
+        assistant's reply (to score a reply with `score_prompts`); None when the template is not
+        known here (a remote server)."""
+        ...
+
 
 def failed(kind: str, message: str) -> Completion:
     return Completion(text=None, error=f"{kind}: {message}")

@@ -231,6 +231,9 @@ class CachedAccounting:
     def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
         return once_each(self.model_name, requests, self._score_many)
 
+    def chat_prompt(self, user: str) -> str | None:
+        return None  # a remote server's chat template is not known to the client
+
     def _complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         raise NotImplementedError
 

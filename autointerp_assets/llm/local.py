@@ -71,6 +71,11 @@ class LocalChatLLM(CachedAccounting):
             self._loaded = (tokenizer, model)
         return self._loaded
 
+    def chat_prompt(self, user: str) -> str:
+        tokenizer = self._load()[0]
+        return tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                             add_generation_prompt=True)
+
     def _complete_many(self, requests: Sequence[ChatRequest]) -> list[Completion]:
         results, misses = self._lookup(requests)
         with self._lock:

@@ -45,6 +45,9 @@ class DryRunLLM:
     def score_prompts(self, requests: Sequence[ScoreRequest]) -> list[PromptScore]:
         return once_each(self.model_name, requests, self._record_scoring)
 
+    def chat_prompt(self, user: str) -> None:
+        return None  # sized as plain text: a chat template adds a few tokens
+
     def _record(self, requests: list[ChatRequest]) -> list[Completion]:
         self.requests += requests
         return [Completion(text=None, error="dry_run: not sent") for _ in requests]

@@ -32,8 +32,8 @@ from .prompts import (
     ScorerKind,
     answer_probabilities,
     copies_example,
-    list_max_tokens,
     likelihood_request,
+    list_max_tokens,
     list_messages,
     parse_binary_answers,
     parse_yes_no,
@@ -100,9 +100,11 @@ class LLMClassifier:
 
     def _score_likelihood(self, tasks: Sequence[Task], per_task: list[list[Sample]],
                           ctx: ScoringContext) -> list[list[WindowScore]]:
-        sent = [[likelihood_request(self.name, task.explanation, s.window.token_strs, s.marks) for s in samples]
-                for task, samples in zip(tasks, per_task, strict=True)]
-        answers = iter(ctx.llm.score_prompts([r for rs in sent for r in rs]))  # type: ignore[union-attr]
+        llm = ctx.llm
+        assert llm is not None
+        sent = [[likelihood_request(self.name, task.explanation, s.window.token_strs, s.marks, llm.chat_prompt)
+                 for s in samples] for task, samples in zip(tasks, per_task, strict=True)]
+        answers = iter(llm.score_prompts([r for rs in sent for r in rs]))
         return [[_likelihood(s, next(answers)) for s in samples] for samples in per_task]
 
     def _requests(self, t: int, explanation: str, samples: list[Sample], rng: np.random.Generator,

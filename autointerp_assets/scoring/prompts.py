@@ -6,11 +6,11 @@
   not a decision: AUROC only. What a small local model does best, so the local default: measured
   on known-answer latents, see README.
 - `single`: one window per request, answered Yes or No; P(yes) is read from the answer token's
-  top logprobs (`yes_probability`). What a small local model can do; the local default.
+  top logprobs (`yes_probability`).
 - `list`: several numbered windows per request, answered with a 0/1 list (`parse_binary_answers`),
   P("1") per answer from the digit logprobs where they line up. Cheaper with large remote models.
 
-Neither mode claims that a request holds both classes. The list mode's worked example is drawn
+No prompt claims that a request holds both classes. The list mode's worked example is drawn
 in a different order for each request (`shot_order`), so its example answer varies and an answer
 that copies it can be told apart (`copies_example`). Windows are rendered by `llm.prompts`, the
 same code the explainer uses, and enter every prompt fenced as data (`llm.prompts.fence`).
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from ..llm.api import Message, ScoreRequest, TokenLogprobs
@@ -130,21 +130,24 @@ def single_messages(kind: ScorerKind, explanation: str, token_strs: Sequence[str
     return ({"role": "system", "content": _system(kind, "single")}, {"role": "user", "content": user})
 
 
-# Likelihood mode: a plain-text question and the start of its answer, which the explanation completes.
-# Plain text rather than a chat template, so any server with prompt logprobs scores the same text.
+# Likelihood mode: a question about the window and the start of its answer, which the explanation
+# completes. In the model's chat template where the backend knows it (the in-process model: measured
+# better than plain text, README), else as plain text, which any server with prompt logprobs scores.
 _LIKELIHOOD = {
-    "detection": ("Text: {window}\nWhat does this text contain?\n\n", "This text contains"),
-    "fuzzing": (f"Text: {{window}}\nSome tokens are marked {OPEN}like this{CLOSE}. What are the marked tokens?\n\n",
+    "detection": ("Text: {window}\nWhat does this text contain?", "This text contains"),
+    "fuzzing": (f"Text: {{window}}\nSome tokens are marked {OPEN}like this{CLOSE}. What are the marked tokens?",
                 "The marked tokens are"),
 }
+ChatPrompt = Callable[[str], "str | None"]  # ChatLLM.chat_prompt
 
 
 def likelihood_request(kind: ScorerKind, explanation: str, token_strs: Sequence[str],
-                       marks: Sequence[bool] | None) -> ScoreRequest:
+                       marks: Sequence[bool] | None, chat: ChatPrompt | None = None) -> ScoreRequest:
     """The window and its question, then the explanation as the answer; only the explanation's
     tokens are scored (`score_from`)."""
     question, answer = _LIKELIHOOD[kind]
-    head = question.format(window=fence(_render(kind, token_strs, marks))) + answer
+    user = question.format(window=fence(_render(kind, token_strs, marks)))
+    head = ((chat and chat(user)) or f"{user}\n\n") + answer
     text = explanation.strip().rstrip(".")
     if text[1:2].islower():  # "The word ..." continues "This text contains the word ..."; keep "DNA"
         text = text[0].lower() + text[1:]
@@ -283,11 +286,13 @@ def yes_probability(logprobs: Sequence[TokenLogprobs] | None) -> float | None:
     return None
 
 
+# The likelihood version is taken through a stand-in chat template: wrapping the question in the
+# backend's template, where it knows one, is part of the procedure.
 PROMPT_VERSIONS: dict[str, str] = {
     f"{kind}/{mode}": version(
         list_messages(kind, "<explanation>", [(["x"], [True])]) if mode == "list"
         else single_messages(kind, "<explanation>", ["x"], [True]) if mode == "single"
-        else likelihood_request(kind, "<explanation>", ["x"], [True]).prompt
+        else likelihood_request(kind, "<explanation>", ["x"], [True], chat=lambda u: f"<chat>{u}</chat>").prompt
     )
     for kind in ("detection", "fuzzing")
     for mode in ("likelihood", "single", "list")
