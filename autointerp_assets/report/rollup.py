@@ -21,7 +21,7 @@ from ..store import layout
 from ..store.store import ArtifactStore, partition_path
 from . import review
 
-CODE_VERSION = "2"  # bump when a change here changes what the stage writes: its asset and all below go stale
+CODE_VERSION = "3"  # bump when a change here changes what the stage writes: its asset and all below go stale
 # (scorer, metric) pairs the report summarises: every scorer's primary metrics, and the intervention
 # scorer's AUROC (its own asset, `intervention_scores`, joined into the scores where a range has it).
 SCORE_METRICS = (*((s, m) for s, scorer in SCORERS.items() for m in PRIMARY if m in scorer.metrics),

@@ -8,12 +8,14 @@ import textwrap
 
 import polars as pl
 
+from ..scoring.summary import PRIMARY
 from ..store.store import ArtifactStore, partition_path
 from . import review
 
-# The headline metric of each scorer, in the order shown.
-HEADLINES = ("detection_balanced_accuracy", "fuzzing_balanced_accuracy", "embedding_auroc")
-SHORT = {"detection_balanced_accuracy": "detect", "fuzzing_balanced_accuracy": "fuzz", "embedding_auroc": "embed"}
+# Each scorer's short column label, in the order shown.
+SHORT = {"detection": "detect", "fuzzing": "fuzz", "embedding": "embed", "surprisal": "surpr",
+         "simulation": "sim", "intervention": "steer"}
+METRIC_NAMES = {"auroc": "AUROC", "balanced_accuracy": "balanced accuracy", "r": "Pearson r"}
 
 
 def _fmt(value) -> str:
@@ -22,17 +24,29 @@ def _fmt(value) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
+def headlines(scores: pl.DataFrame) -> list[tuple[str, str]]:
+    """(scorer, metric) per scorer that ran: the metric its lift is judged by (`PRIMARY`, the
+    review queue's too), the first one any latent has. Likelihood mode reports AUROC only; a
+    list-mode run against a server without logprobs, balanced accuracy only."""
+    out = []
+    for scorer in SHORT:
+        for metric in PRIMARY:
+            column = f"{scorer}_{metric}"
+            if column in scores.columns and scores[column].is_not_null().any():
+                out.append((scorer, metric))
+                break
+    return out
+
+
 def with_lift(scores: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
     """The scores with a `<metric>_lift` for each headline metric that has a chance baseline;
     the metric and lift columns to show, in order."""
     shown = []
-    for metric in HEADLINES:
-        if metric not in scores.columns:
-            continue
-        shown.append(metric)
-        lift = f"{metric}_lift"
-        if lift not in scores.columns and f"{metric}_chance" in scores.columns:
-            scores = scores.with_columns((pl.col(metric) - pl.col(f"{metric}_chance")).alias(lift))
+    for scorer, metric in headlines(scores):
+        column, lift = f"{scorer}_{metric}", f"{scorer}_{metric}_lift"
+        shown.append(column)
+        if lift not in scores.columns and f"{column}_chance" in scores.columns:
+            scores = scores.with_columns((pl.col(column) - pl.col(f"{column}_chance")).alias(lift))
         if lift in scores.columns:
             shown.append(lift)
     return scores, shown
@@ -61,7 +75,7 @@ def partition_table(store: ArtifactStore, layer: str, latent_range: str, width: 
     scores, metrics = with_lift(store.read_parquet(scores_path).with_columns(pl.col("latent").cast(pl.Int64)))
     table = current.join(scores, on="latent", how="left").sort(metrics[0] if metrics else "latent",
                                                                descending=True, nulls_last=True)
-    labels = [SHORT.get(m, m) if not m.endswith("_lift") else "lift" for m in metrics]
+    labels = ["lift" if m.endswith("_lift") else SHORT[m.split("_", 1)[0]] for m in metrics]
     lines = [head, "", f"{'latent':>6}  {'explanation':<{width}}  " + "  ".join(f"{h:>6}" for h in labels)]
     for row in table.iter_rows(named=True):
         text = textwrap.shorten(row["explanation"], width=width, placeholder="…")
@@ -70,8 +84,9 @@ def partition_table(store: ArtifactStore, layer: str, latent_range: str, width: 
         lines.append(f"{row['latent']:>6}  {text:<{width}}  " + "  ".join(f"{_fmt(row.get(m)):>6}" for m in metrics))
     means = [scores[m].drop_nans().mean() for m in metrics]
     lines.append(f"{'mean':>6}  {'':<{width}}  " + "  ".join(f"{_fmt(v):>6}" for v in means))
-    if not any(m.endswith("_lift") for m in metrics):
-        lines.append("(balanced accuracy and AUROC are 0.5 at chance)")
+    lines.append("(" + ", ".join(f"{SHORT[s]}: {METRIC_NAMES[m]}" for s, m in headlines(scores))
+                 + ("" if any(m.endswith("_lift") for m in metrics)
+                    else "; at chance AUROC and balanced accuracy are 0.5, r is 0") + ")")
     return "\n".join(lines)
 
 

@@ -36,6 +36,20 @@ def test_scores_sit_beside_explanations_with_their_lift_best_first(tmp_path):
     assert lines[3].split() == ["0", "tokens", "like", "x0", "0.90", "0.40", "0.80", "0.35"]
     assert lines[4].split()[-4:] == ["0.50", "-0.10", "0.60", "0.10"]
     assert lines[5].split() == ["mean", "0.70", "0.15", "0.70", "0.23"]
+    assert lines[6] == "(detect: balanced accuracy, embed: AUROC)"
+
+
+def test_a_likelihood_mode_run_is_headlined_by_its_auroc(tmp_path):
+    """Likelihood mode ranks windows and decides nothing: balanced accuracy is null and the
+    table shows the AUROC, the metric its lift and the review queue are judged by."""
+    store = _store(tmp_path, chance=True)
+    scores = store.read_parquet(partition_path("scores", LAYER, RANGE)).with_columns(
+        detection_balanced_accuracy=pl.lit(None, pl.Float64), detection_auroc=pl.Series([0.7, 0.6]),
+        detection_auroc_chance=pl.Series([0.5, 0.5]))
+    store.write_parquet(partition_path("scores", LAYER, RANGE), scores)
+    lines = summary.partition_table(store, LAYER, RANGE).splitlines()
+    assert lines[3].split() == ["0", "tokens", "like", "x0", "0.70", "0.20", "0.80", "0.35"]
+    assert lines[6] == "(detect: AUROC, embed: AUROC)"
 
 
 def test_without_a_baseline_it_says_where_chance_lies_and_shows_edits(tmp_path):
@@ -44,7 +58,7 @@ def test_without_a_baseline_it_says_where_chance_lies_and_shows_edits(tmp_path):
     current = review.standing(explained, [])
     review.append(store, LAYER, RANGE, review.new_review(current, 1, "edit", "ana", "the letter x"))
     text = summary.partition_table(store, LAYER, RANGE)
-    assert "lift" not in text and "0.5 at chance" in text
+    assert "lift" not in text and "at chance AUROC and balanced accuracy are 0.5" in text
     assert "[edit] the letter x" in text
     assert summary.cost_line(store, LAYER, RANGE).startswith("LLM: 12 requests (2 from the cache), 1,200 prompt")
 
