@@ -1,12 +1,14 @@
 """Model -> hookpoint -> sparse coder -> non-zero (seq, pos, latent, value), streamed.
 
-The main thread runs only the forward pass and puts each batch's hidden states into a
-bounded queue. A background writer thread encodes them where they live (GPU included),
-copies the [tokens, k] values and indices to the host (pinned memory, asynchronously on
-CUDA), turns them into rows and hands a chunk to `sink` every `chunk_tokens` tokens, all
-while the main thread runs the next batch's forward pass. Memory is bounded by the queue (`max_pending` batches)
-plus one chunk buffer per hookpoint: a dense [tokens x latents] tensor never reaches the
-host, and the pre-activations are encoded in slices of at most `ENCODE_ELEMENTS`.
+The main thread runs the forward pass and puts each batch into a bounded queue. A background
+writer thread encodes it on a GPU (where the device queues the work; it copies the [tokens, k]
+values and indices to pinned host memory asynchronously), turns the result into rows and hands
+a chunk to `sink` every `chunk_tokens` tokens, all while the main thread runs the next batch's
+forward pass. On a CPU the main thread encodes, with all the cores, before it queues: the
+forward pass already keeps every core busy, so an encode beside it only oversubscribes them
+(measured at `layers.6`, bench/RESULTS.md). Memory is bounded by the queue (`max_pending`
+batches) plus one chunk buffer per hookpoint: a dense [tokens x latents] tensor never reaches
+the host, and the pre-activations are encoded in slices of at most `ENCODE_ELEMENTS`.
 No device sync is needed per batch for TopK coders: zeros are filtered on the host.
 
 Position 0 of every window is skipped (`FIRST_POS`): without a BOS token the first
@@ -51,11 +53,14 @@ class HookpointStats:
 
 @dataclass
 class _Batch:
-    """One batch of one hookpoint's hidden states, on its way to the coder and the host."""
+    """One batch of one hookpoint, on its way to the host: hidden states to encode, or (CPU) the
+    coder's output already."""
 
     hookpoint: str
     seq_ids: np.ndarray  # [B] global window ids
-    hidden: torch.Tensor  # [B, W, d] on the subject's device, W = positions after FIRST_POS
+    width: int  # W = positions per window after FIRST_POS
+    hidden: torch.Tensor | None = None  # [B*W, d] on the subject's device
+    encoded: tuple[torch.Tensor, torch.Tensor, int] | None = None  # values, indices [B*W, k]; dropped
 
 
 @dataclass
@@ -90,10 +95,9 @@ class _Writer(threading.Thread):
     """Encoding, rows and chunks on a background thread, fed through a bounded queue."""
 
     def __init__(self, coders: dict[str, SparseCoder], stats: dict[str, HookpointStats], chunk_tokens: int,
-                 sink: ChunkSink, max_pending: int, torch_threads: int | None):
+                 sink: ChunkSink, max_pending: int):
         super().__init__(name="activations-writer", daemon=True)
         self.coders, self.stats, self.chunk_tokens, self.sink = coders, stats, chunk_tokens, sink
-        self.torch_threads = torch_threads
         self.buffers = {hp: _Buffer() for hp in stats}
         self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=max_pending)
         self.error: BaseException | None = None
@@ -113,19 +117,17 @@ class _Writer(threading.Thread):
                 from self.error
 
     def run(self) -> None:
-        if self.torch_threads:  # per thread: the forward pass keeps its own thread count
-            torch.set_num_threads(self.torch_threads)
         try:
             while (batch := self.queue.get()) is not None:
-                hp, (b, w, d) = batch.hookpoint, batch.hidden.shape
+                hp = batch.hookpoint
                 with torch.inference_mode():
-                    values, indices, dropped = _encode(self.coders[hp], batch.hidden.reshape(b * w, d))
+                    values, indices, dropped = batch.encoded or _encode(self.coders[hp], batch.hidden)
                     host_values, host_indices, ready = _to_host(values, indices)  # [B*W, k] each
-                del batch.hidden, values, indices
+                del batch.hidden, batch.encoded, values, indices
                 if ready is not None:
                     ready.synchronize()
                 buf = self.buffers[hp]
-                self.stats[hp].nnz += buf.add(batch.seq_ids, w, host_values.numpy(), host_indices.numpy())
+                self.stats[hp].nnz += buf.add(batch.seq_ids, batch.width, host_values.numpy(), host_indices.numpy())
                 self.stats[hp].dropped += dropped
                 if buf.tokens >= self.chunk_tokens:
                     self.flush(hp)
@@ -186,21 +188,24 @@ def stream_activations(
     stats = {hp: HookpointStats(coder.n_latents) for hp, (_, coder) in coders.items()}
     captures = [capture for capture, _ in coders.values()]
     seq_ids = np.asarray(seq_ids, dtype=np.int64)
-    # On a CPU the encode shares the cores with the forward pass: a quarter of the threads (one on
-    # two cores) fills the forward's idle gaps without slowing it. On a GPU both run on the device.
-    torch_threads = max(1, torch.get_num_threads() // 4) if subject.device.type == "cpu" else None
-    writer = _Writer({hp: coder for hp, (_, coder) in coders.items()}, stats, chunk_tokens, sink, max_pending,
-                     torch_threads)
+    encode_here = subject.device.type == "cpu"  # see the module docstring
+    writer = _Writer({hp: coder for hp, (_, coder) in coders.items()}, stats, chunk_tokens, sink, max_pending)
     writer.start()
     start, last_log = time.perf_counter(), 0.0
     try:
         for lo in range(0, n_seq, batch_size):
             batch = torch.from_numpy(np.asarray(tokens[lo : lo + batch_size], dtype=np.int64))  # [B, T]
             hidden = forward_captures(subject, batch, captures)  # hookpoint -> [B, T, d]
-            for hp in coders:
+            for hp, (_, coder) in coders.items():
                 h = hidden[hp][:, FIRST_POS:]  # [B, W, d], W = T - FIRST_POS
-                stats[hp].n_tokens += h.shape[0] * h.shape[1]
-                writer.put(_Batch(hp, seq_ids[lo : lo + batch_size], h))
+                b, w, d = h.shape
+                stats[hp].n_tokens += b * w
+                batch_ids = seq_ids[lo : lo + batch_size]
+                if encode_here:
+                    with torch.inference_mode():
+                        writer.put(_Batch(hp, batch_ids, w, encoded=_encode(coder, h.reshape(b * w, d))))
+                else:
+                    writer.put(_Batch(hp, batch_ids, w, hidden=h.reshape(b * w, d)))
             elapsed = time.perf_counter() - start
             if elapsed - last_log > 10 or lo + batch_size >= n_seq:
                 last_log = elapsed
