@@ -163,7 +163,7 @@ def scores(context: dg.AssetExecutionContext, project: Project, storage: Storage
     kinds = [k for k in cfg.scorer.kinds if k in SCORERS]
     uses_llm = any(SCORERS[k].uses_llm for k in kinds)
     client = llm.build(store, scope=f"scores/{layer}/{key}") if uses_llm else None
-    mode = cfg.scorer.mode(cfg.llm.backend)
+    mode = cfg.scorer.mode(llm.backend)  # the backend that runs, which a run's resources may override
     table = score_latents(examples, explained, client, cfg.scorer, cfg.sampling, mode=mode, encoder=_sentence_encoder)
     steered = layout.partition_exists(store, "intervention_scores", layer, key)  # opt-in per range
     if steered:
