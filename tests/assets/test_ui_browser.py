@@ -166,7 +166,7 @@ def test_ui_materialises_a_partition_and_shows_its_metadata_and_the_reports_plot
             expect(page.get_by_role("dialog")).to_have_count(0)
         latents = page.locator("tr", has=page.get_by_text("latents", exact=True))  # a table, rendered in place
         latents.scroll_into_view_if_needed()
-        for column in ("latent", "explanation", "detection_balanced_accuracy", "n_firing"):
+        for column in ("latent", "explanation", "detection_auroc", "n_firing"):  # the headline: AUROC first
             expect(latents.get_by_text(column, exact=True).first).to_be_visible(timeout=30_000)
         expect(latents.get_by_text("Show schema")).to_be_visible()  # typed columns
         page.screenshot(path=SHOTS / "report_latents_table.png")
