@@ -20,7 +20,7 @@ def _parse(config_json: str) -> ProjectConfig:
 
 
 class Project(dg.ConfigurableResource):
-    """The validated project config; every field is documented in `autointerp_assets/config.py`."""
+    """The validated project config; every field is documented in `autointerp_assets/config/`."""
 
     config_json: str = Field(description="The project config as JSON; build it with Project.of(cfg).")
 
