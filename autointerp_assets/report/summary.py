@@ -8,9 +8,9 @@ import textwrap
 
 import polars as pl
 
-from ..scoring.summary import PRIMARY
 from ..store.store import ArtifactStore, partition_path
 from . import review
+from .rollup import SCORE_METRICS
 
 # Each scorer's short column label, in the order shown.
 SHORT = {"detection": "detect", "fuzzing": "fuzz", "embedding": "embed", "surprisal": "surpr",
@@ -25,17 +25,15 @@ def _fmt(value) -> str:
 
 
 def headlines(scores: pl.DataFrame) -> list[tuple[str, str]]:
-    """(scorer, metric) per scorer that ran: the metric its lift is judged by (`PRIMARY`, the
-    review queue's too), the first one any latent has. Likelihood mode reports AUROC only; a
+    """(scorer, metric) per scorer that ran: the metric its lift is judged by (`PRIMARY` order, as
+    the review queue judges), the first one any latent has. Likelihood mode reports AUROC only; a
     list-mode run against a server without logprobs, balanced accuracy only."""
-    out = []
-    for scorer in SHORT:
-        for metric in PRIMARY:
-            column = f"{scorer}_{metric}"
-            if column in scores.columns and scores[column].is_not_null().any():
-                out.append((scorer, metric))
-                break
-    return out
+    out: dict[str, str] = {}
+    for scorer, metric in SCORE_METRICS:
+        column = f"{scorer}_{metric}"
+        if scorer not in out and column in scores.columns and scores[column].is_not_null().any():
+            out[scorer] = metric
+    return list(out.items())
 
 
 def with_lift(scores: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
@@ -75,6 +73,7 @@ def partition_table(store: ArtifactStore, layer: str, latent_range: str, width: 
     scores, metrics = with_lift(store.read_parquet(scores_path).with_columns(pl.col("latent").cast(pl.Int64)))
     table = current.join(scores, on="latent", how="left").sort(metrics[0] if metrics else "latent",
                                                                descending=True, nulls_last=True)
+    shown = [m.split("_", 1) for m in metrics if not m.endswith("_lift")]  # [scorer, metric] pairs
     labels = ["lift" if m.endswith("_lift") else SHORT[m.split("_", 1)[0]] for m in metrics]
     lines = [head, "", f"{'latent':>6}  {'explanation':<{width}}  " + "  ".join(f"{h:>6}" for h in labels)]
     for row in table.iter_rows(named=True):
@@ -84,7 +83,7 @@ def partition_table(store: ArtifactStore, layer: str, latent_range: str, width: 
         lines.append(f"{row['latent']:>6}  {text:<{width}}  " + "  ".join(f"{_fmt(row.get(m)):>6}" for m in metrics))
     means = [scores[m].drop_nans().mean() for m in metrics]
     lines.append(f"{'mean':>6}  {'':<{width}}  " + "  ".join(f"{_fmt(v):>6}" for v in means))
-    lines.append("(" + ", ".join(f"{SHORT[s]}: {METRIC_NAMES[m]}" for s, m in headlines(scores))
+    lines.append("(" + ", ".join(f"{SHORT[s]}: {METRIC_NAMES[m]}" for s, m in shown)
                  + ("" if any(m.endswith("_lift") for m in metrics)
                     else "; at chance AUROC and balanced accuracy are 0.5, r is 0") + ")")
     return "\n".join(lines)
